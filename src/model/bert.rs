@@ -1,0 +1,351 @@
+//! BERT and RoBERTa encoders (post-LayerNorm Transformer blocks), written for training.
+//!
+//! Ports `BertModel` / `RobertaModel` of transformers 4.46 (`modeling_bert.py`,
+//! `modeling_roberta.py`, eager attention): absolute learned positions (RoBERTa's are
+//! padding-aware and start at `pad_token_id + 1`), token-type embeddings, additive padding mask,
+//! GELU (erf), real dropout in `Mode::Train`. Every op has a backward (see `ops`). Tensor names
+//! are the checkpoint's, so HF files map onto the struct tree without a translation table.
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::error::{Error, Result};
+use crate::model::config::{Arch, EncoderConfig};
+use crate::model::linear::Linear;
+use crate::model::mode::Mode;
+use crate::model::ops;
+use crate::model::params::Params;
+use crate::model::Inputs;
+
+/// A LayerNorm's γ and β (`{name}.weight`, `{name}.bias`).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads `{name}.weight` and `{name}.bias`, both [h].
+    pub fn load(p: &Params, name: &str, h: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: p.get(&format!("{name}.weight"), &[h])?,
+            bias: p.get(&format!("{name}.bias"), &[h])?,
+            eps,
+        })
+    }
+
+    /// Normalises the last dimension.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
+    }
+}
+
+/// Word, position and token-type embeddings, summed, normalised and dropped out.
+pub struct Embeddings {
+    pub word_embeddings: Tensor,
+    pub position_embeddings: Tensor,
+    pub token_type_embeddings: Tensor,
+    pub layer_norm: LayerNorm,
+    arch: Arch,
+    pad_token_id: u32,
+    dropout: f64,
+}
+
+impl Embeddings {
+    /// Loads `embeddings.*`.
+    pub fn load(p: &Params, cfg: &EncoderConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            word_embeddings: p.get("embeddings.word_embeddings.weight", &[cfg.vocab_size, h])?,
+            position_embeddings: p.get(
+                "embeddings.position_embeddings.weight",
+                &[cfg.max_position_embeddings, h],
+            )?,
+            token_type_embeddings: p.get(
+                "embeddings.token_type_embeddings.weight",
+                &[cfg.type_vocab_size, h],
+            )?,
+            layer_norm: LayerNorm::load(p, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
+            arch: cfg.arch(),
+            pad_token_id: cfg.pad_token_id,
+            dropout: cfg.hidden_dropout_prob,
+        })
+    }
+
+    /// Position ids of a batch: BERT 0..L; RoBERTa counts non-pad tokens from `pad + 1` and
+    /// gives pad tokens `pad` (REF: `create_position_ids_from_input_ids`).
+    pub fn position_ids(&self, inputs: &Inputs) -> Vec<u32> {
+        let (b, l) = (inputs.batch, inputs.seq_len);
+        match self.arch {
+            Arch::Bert => (0..b).flat_map(|_| 0..l as u32).collect(),
+            Arch::Roberta => {
+                let pad = self.pad_token_id;
+                let mut out = Vec::with_capacity(b * l);
+                for row in inputs.input_ids.chunks(l) {
+                    let mut count = 0;
+                    for &id in row {
+                        if id == pad {
+                            out.push(pad);
+                        } else {
+                            count += 1;
+                            out.push(pad + count);
+                        }
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Shapes: inputs [b, l] → [b, l, h].
+    pub fn forward(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
+        let dev = self.word_embeddings.device();
+        let (b, l) = (inputs.batch, inputs.seq_len);
+        let (vocab, h) = self.word_embeddings.dims2()?;
+        let positions = self.position_ids(inputs);
+        let max_pos = self.position_embeddings.dims2()?.0;
+        let type_vocab = self.token_type_embeddings.dims2()?.0;
+        check_ids("input_ids", &inputs.input_ids, vocab)?;
+        check_ids("position ids (sequence too long)", &positions, max_pos)?;
+        check_ids("token_type_ids", &inputs.token_type_ids, type_vocab)?;
+        let ids = Tensor::from_slice(&inputs.input_ids, b * l, dev)?;
+        let pos = Tensor::from_vec(positions, b * l, dev)?;
+        let types = Tensor::from_slice(&inputs.token_type_ids, b * l, dev)?;
+        let xs = self
+            .word_embeddings
+            .index_select(&ids, 0)?
+            .add(&self.position_embeddings.index_select(&pos, 0)?)?
+            .add(&self.token_type_embeddings.index_select(&types, 0)?)?
+            .reshape((b, l, h))?;
+        let xs = self.layer_norm.forward(&xs)?;
+        mode.dropout(&xs, self.dropout)
+    }
+}
+
+fn check_ids(what: &'static str, ids: &[u32], limit: usize) -> Result<()> {
+    match ids.iter().find(|&&i| i as usize >= limit) {
+        Some(bad) => Err(Error::Shape {
+            what,
+            expected: format!("ids < {limit}"),
+            found: bad.to_string(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Multi-head self-attention with its output projection and residual LayerNorm
+/// (`attention.self.{query,key,value}`, `attention.output.{dense,LayerNorm}`).
+pub struct Attention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub output: Linear,
+    pub layer_norm: LayerNorm,
+    heads: usize,
+    head_dim: usize,
+    attn_dropout: f64,
+    hidden_dropout: f64,
+}
+
+impl Attention {
+    /// Loads `{prefix}.attention.*`.
+    pub fn load(p: &Params, prefix: &str, cfg: &EncoderConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let a = format!("{prefix}.attention");
+        Ok(Self {
+            query: Linear::load(p, &format!("{a}.self.query"), h, h)?,
+            key: Linear::load(p, &format!("{a}.self.key"), h, h)?,
+            value: Linear::load(p, &format!("{a}.self.value"), h, h)?,
+            output: Linear::load(p, &format!("{a}.output.dense"), h, h)?,
+            layer_norm: LayerNorm::load(
+                p,
+                &format!("{a}.output.LayerNorm"),
+                h,
+                cfg.layer_norm_eps,
+            )?,
+            heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
+            attn_dropout: cfg.attention_probs_dropout_prob,
+            hidden_dropout: cfg.hidden_dropout_prob,
+        })
+    }
+
+    /// Shapes: `xs` [b, l, h], `mask` additive [b, 1, 1, l] → [b, l, h].
+    pub fn forward(&self, xs: &Tensor, mask: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let (b, l, h) = xs.dims3()?;
+        let split = |t: Tensor| -> Result<Tensor> {
+            Ok(t.reshape((b, l, self.heads, self.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?)
+        };
+        let q = split(self.query.forward(xs)?)?;
+        let k = split(self.key.forward(xs)?)?;
+        let v = split(self.value.forward(xs)?)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
+        let probs = ops::softmax_last(&scores)?;
+        let probs = mode.dropout(&probs, self.attn_dropout)?;
+        let ctx = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, l, h))?;
+        let out = self.output.forward(&ctx)?;
+        let out = mode.dropout(&out, self.hidden_dropout)?;
+        self.layer_norm.forward(&out.add(xs)?)
+    }
+}
+
+/// One Transformer block: attention, then the FFN (`intermediate.dense`, `output.dense`,
+/// `output.LayerNorm`), each with a residual connection and post-LayerNorm.
+pub struct Layer {
+    pub attention: Attention,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub layer_norm: LayerNorm,
+    act: String,
+    hidden_dropout: f64,
+}
+
+impl Layer {
+    /// Loads `encoder.layer.{index}.*`.
+    pub fn load(p: &Params, index: usize, cfg: &EncoderConfig) -> Result<Self> {
+        let prefix = format!("encoder.layer.{index}");
+        let (h, f) = (cfg.hidden_size, cfg.intermediate_size);
+        Ok(Self {
+            attention: Attention::load(p, &prefix, cfg)?,
+            intermediate: Linear::load(p, &format!("{prefix}.intermediate.dense"), h, f)?,
+            output: Linear::load(p, &format!("{prefix}.output.dense"), f, h)?,
+            layer_norm: LayerNorm::load(
+                p,
+                &format!("{prefix}.output.LayerNorm"),
+                h,
+                cfg.layer_norm_eps,
+            )?,
+            act: cfg.hidden_act.clone(),
+            hidden_dropout: cfg.hidden_dropout_prob,
+        })
+    }
+
+    /// Shapes: `xs` [b, l, h], `mask` [b, 1, 1, l] → [b, l, h].
+    pub fn forward(&self, xs: &Tensor, mask: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let attn = self.attention.forward(xs, mask, mode)?;
+        let inter = ops::activation(&self.intermediate.forward(&attn)?, &self.act)?;
+        let out = self.output.forward(&inter)?;
+        let out = mode.dropout(&out, self.hidden_dropout)?;
+        self.layer_norm.forward(&out.add(&attn)?)
+    }
+}
+
+/// The encoder: embeddings and `num_hidden_layers` blocks. The pooler is not part of it (the
+/// paper's head reads the final hidden state directly).
+pub struct Encoder {
+    pub embeddings: Embeddings,
+    pub layers: Vec<Layer>,
+    cfg: EncoderConfig,
+}
+
+impl Encoder {
+    /// Loads every encoder tensor from `p`.
+    pub fn load(p: &Params, cfg: &EncoderConfig) -> Result<Self> {
+        let embeddings = Embeddings::load(p, cfg)?;
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::load(p, i, cfg))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embeddings,
+            layers,
+            cfg: cfg.clone(),
+        })
+    }
+
+    /// The configuration the encoder was built from.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.cfg
+    }
+
+    /// The device of the weights.
+    pub fn device(&self) -> &Device {
+        self.embeddings.word_embeddings.device()
+    }
+
+    /// Final hidden states. Shapes: inputs [b, l] → [b, l, h].
+    pub fn forward(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
+        inputs.check()?;
+        let mask = additive_mask(inputs, self.device())?;
+        let mut xs = self.embeddings.forward(inputs, mode)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &mask, mode)?;
+        }
+        Ok(xs)
+    }
+}
+
+/// Additive attention mask [b, 1, 1, l]: 0 for tokens, the most negative f32 for padding
+/// (REF: transformers' extended attention mask uses `finfo(dtype).min`).
+pub fn additive_mask(inputs: &Inputs, dev: &Device) -> Result<Tensor> {
+    let vals: Vec<f32> = inputs
+        .attention_mask
+        .iter()
+        .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
+        .collect();
+    Ok(Tensor::from_vec(vals, (inputs.batch, 1, 1, inputs.seq_len), dev)?.to_dtype(DType::F32)?)
+}
+
+impl Encoder {
+    /// Every encoder parameter with its checkpoint name (prefix stripped), in module order.
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        let e = &self.embeddings;
+        out.push((
+            "embeddings.word_embeddings.weight".into(),
+            e.word_embeddings.clone(),
+        ));
+        out.push((
+            "embeddings.position_embeddings.weight".into(),
+            e.position_embeddings.clone(),
+        ));
+        out.push((
+            "embeddings.token_type_embeddings.weight".into(),
+            e.token_type_embeddings.clone(),
+        ));
+        push_ln(&mut out, "embeddings.LayerNorm", &e.layer_norm);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let p = format!("encoder.layer.{i}");
+            let a = &layer.attention;
+            push_linear(&mut out, &format!("{p}.attention.self.query"), &a.query);
+            push_linear(&mut out, &format!("{p}.attention.self.key"), &a.key);
+            push_linear(&mut out, &format!("{p}.attention.self.value"), &a.value);
+            push_linear(&mut out, &format!("{p}.attention.output.dense"), &a.output);
+            push_ln(
+                &mut out,
+                &format!("{p}.attention.output.LayerNorm"),
+                &a.layer_norm,
+            );
+            push_linear(
+                &mut out,
+                &format!("{p}.intermediate.dense"),
+                &layer.intermediate,
+            );
+            push_linear(&mut out, &format!("{p}.output.dense"), &layer.output);
+            push_ln(
+                &mut out,
+                &format!("{p}.output.LayerNorm"),
+                &layer.layer_norm,
+            );
+        }
+        out
+    }
+}
+
+fn push_linear(out: &mut Vec<(String, Tensor)>, name: &str, l: &Linear) {
+    out.push((format!("{name}.weight"), l.weight.clone()));
+    if let Some(b) = &l.bias {
+        out.push((format!("{name}.bias"), b.clone()));
+    }
+}
+
+fn push_ln(out: &mut Vec<(String, Tensor)>, name: &str, ln: &LayerNorm) {
+    out.push((format!("{name}.weight"), ln.weight.clone()));
+    out.push((format!("{name}.bias"), ln.bias.clone()));
+}

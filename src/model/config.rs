@@ -1,0 +1,217 @@
+//! `EncoderConfig`: the fields of a Hugging Face `config.json` that the encoders need.
+//!
+//! A config we read, so field names are the file's and unknown keys are ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Encoder architecture, selected by `model_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// BERT: positions 0..L, token types.
+    Bert,
+    /// RoBERTa: padding-aware positions starting at `pad_token_id + 1`.
+    Roberta,
+}
+
+impl Arch {
+    /// The key prefix of this architecture in `*ForSequenceClassification` checkpoints.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Arch::Bert => "bert",
+            Arch::Roberta => "roberta",
+        }
+    }
+}
+
+impl std::fmt::Display for Arch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.prefix())
+    }
+}
+
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_act() -> String {
+    "gelu".to_string()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_position_type() -> String {
+    "absolute".to_string()
+}
+fn default_init_range() -> f64 {
+    0.02
+}
+
+/// A BERT-family encoder configuration (Hugging Face `config.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EncoderConfig {
+    /// `bert` or `roberta` (also `xlm-roberta`, `camembert`: RoBERTa layout).
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon (BERT 1e-12, RoBERTa 1e-5).
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: u32,
+    #[serde(default = "default_position_type")]
+    pub position_embedding_type: String,
+    /// Standard deviation of the head initialisation (`initializer_range`, 0.02).
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f64,
+}
+
+impl EncoderConfig {
+    /// Reads and validates `config.json`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let cfg: EncoderConfig = serde_json::from_str(&text).map_err(|e| Error::Json {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// The architecture named by `model_type`.
+    pub fn arch(&self) -> Arch {
+        match self.model_type.as_str() {
+            "roberta" | "xlm-roberta" | "camembert" => Arch::Roberta,
+            _ => Arch::Bert,
+        }
+    }
+
+    /// Size of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |field: &str, reason: String| Error::BadConfig {
+            path: PathBuf::from(path),
+            field: field.to_string(),
+            reason,
+        };
+        match self.model_type.as_str() {
+            "bert" | "roberta" | "xlm-roberta" | "camembert" => {}
+            other => {
+                return Err(Error::UnsupportedArch {
+                    path: path.to_path_buf(),
+                    model_type: other.to_string(),
+                })
+            }
+        }
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(bad(
+                "num_attention_heads",
+                format!(
+                    "{} does not divide hidden_size {}",
+                    self.num_attention_heads, self.hidden_size
+                ),
+            ));
+        }
+        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "relu") {
+            return Err(bad(
+                "hidden_act",
+                format!(
+                    "`{}` is not supported (gelu, gelu_new, relu)",
+                    self.hidden_act
+                ),
+            ));
+        }
+        if self.position_embedding_type != "absolute" {
+            return Err(bad(
+                "position_embedding_type",
+                format!(
+                    "`{}` is not supported (absolute)",
+                    self.position_embedding_type
+                ),
+            ));
+        }
+        for (field, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(bad(field, format!("{p} is not in [0, 1)")));
+            }
+        }
+        if self.arch() == Arch::Roberta
+            && self.max_position_embeddings <= self.pad_token_id as usize + 1
+        {
+            return Err(bad(
+                "max_position_embeddings",
+                "too small for RoBERTa's position offset".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The longest input (in tokens, special tokens included) the position table allows.
+    pub fn max_input_len(&self) -> usize {
+        match self.arch() {
+            Arch::Bert => self.max_position_embeddings,
+            Arch::Roberta => self.max_position_embeddings - self.pad_token_id as usize - 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, json: &str) -> PathBuf {
+        let p = dir.join("config.json");
+        std::fs::write(&p, json).unwrap();
+        p
+    }
+
+    #[test]
+    fn rejects_unknown_arch_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            r#"{"model_type":"gpt2","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,
+               "num_attention_heads":2,"intermediate_size":16,"max_position_embeddings":8,
+               "layer_norm_eps":1e-5}"#,
+        );
+        let err = EncoderConfig::load(&p).unwrap_err().to_string();
+        assert!(err.contains("gpt2"), "{err}");
+    }
+
+    #[test]
+    fn roberta_max_len_accounts_for_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            r#"{"model_type":"roberta","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,
+               "num_attention_heads":2,"intermediate_size":16,"max_position_embeddings":514,
+               "layer_norm_eps":1e-5,"pad_token_id":1,"extra_field":[1,2]}"#,
+        );
+        let cfg = EncoderConfig::load(&p).unwrap();
+        assert_eq!(cfg.arch(), Arch::Roberta);
+        assert_eq!(cfg.max_input_len(), 512);
+    }
+}

@@ -1,0 +1,53 @@
+//! `Linear`: y = x Wᵀ + b with Hugging Face's `[out, in]` weight layout.
+
+use candle_core::Tensor;
+
+use crate::error::{Error, Result};
+use crate::model::params::Params;
+
+/// A dense layer. Shapes: `weight` [out, in], `bias` [out]; input [.., in] → [.., out].
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// Loads `{name}.weight` [out, in] and `{name}.bias` [out].
+    pub fn load(p: &Params, name: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
+        Ok(Self {
+            weight: p.get(&format!("{name}.weight"), &[out_dim, in_dim])?,
+            bias: Some(p.get(&format!("{name}.bias"), &[out_dim])?),
+        })
+    }
+
+    /// Input and output sizes.
+    pub fn dims(&self) -> (usize, usize) {
+        let d = self.weight.dims();
+        (d[1], d[0])
+    }
+
+    /// Applies the layer to the last dimension of `xs`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let (in_dim, out_dim) = self.dims();
+        let dims = xs.dims().to_vec();
+        if dims.last() != Some(&in_dim) {
+            return Err(Error::Shape {
+                what: "Linear input",
+                expected: format!("[.., {in_dim}]"),
+                found: format!("{dims:?}"),
+            });
+        }
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        // One 2-D GEMM over all rows: cheaper than a broadcast batched matmul, whose backward
+        // would also sum the broadcast weight gradient.
+        let flat = xs.reshape((rows, in_dim))?;
+        let mut ys = flat.matmul(&self.weight.t()?)?;
+        if let Some(b) = &self.bias {
+            ys = ys.broadcast_add(b)?;
+        }
+        let mut out_shape = dims;
+        *out_shape.last_mut().expect("checked non-empty above") = out_dim;
+        Ok(ys.reshape(out_shape)?)
+    }
+}

@@ -1,0 +1,92 @@
+//! Differentiable building blocks composed from candle ops that have a backward.
+//!
+//! candle-nn 0.11's fused `LayerNorm` and `softmax_last_dim` have no backward: a model built from
+//! them trains only its head, silently. Everything here is composed from ops whose gradients
+//! candle implements, and the gradient tests check that every parameter receives one.
+
+use candle_core::{Tensor, D};
+
+use crate::error::Result;
+
+/// LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · γ + β (biased variance).
+/// Shapes: `xs` [.., h], `gamma`/`beta` [h].
+pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    let mean = xs.mean_keepdim(D::Minus1)?;
+    let centred = xs.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    let normed = centred.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(normed.broadcast_mul(gamma)?.broadcast_add(beta)?)
+}
+
+/// Softmax over the last dimension. The row maximum is subtracted for stability and detached:
+/// softmax is invariant to the shift, so the gradient is unchanged and needs no max backward.
+pub fn softmax_last(xs: &Tensor) -> Result<Tensor> {
+    let max = xs.max_keepdim(D::Minus1)?.detach();
+    let exp = xs.broadcast_sub(&max)?.exp()?;
+    let sum = exp.sum_keepdim(D::Minus1)?;
+    Ok(exp.broadcast_div(&sum)?)
+}
+
+/// Log-softmax over the last dimension (stable: subtracts each row's own maximum).
+pub fn log_softmax_last(xs: &Tensor) -> Result<Tensor> {
+    let max = xs.max_keepdim(D::Minus1)?.detach();
+    let shifted = xs.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// The activation named by `hidden_act`: `gelu` (erf form), `gelu_new` (tanh form) or `relu`.
+pub fn activation(xs: &Tensor, name: &str) -> Result<Tensor> {
+    Ok(match name {
+        "gelu_new" => xs.gelu()?,
+        "relu" => xs.relu()?,
+        _ => xs.gelu_erf()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    /// f32 round-off on values of order 1.
+    const TOL: f32 = 1e-5;
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_backward_reaches_input() {
+        let x = Var::from_tensor(
+            &Tensor::new(
+                &[[1.0f32, 2.0, 3.0], [1000.0, 1000.0, -1000.0]],
+                &Device::Cpu,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let p = softmax_last(x.as_tensor()).unwrap();
+        let sums: Vec<f32> = p.sum(1).unwrap().to_vec1().unwrap();
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < TOL));
+        let w = Tensor::new(&[[1.0f32, 0.0, 0.0], [1.0, 0.0, 0.0]], &Device::Cpu).unwrap();
+        let g = p.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+        let gx: Vec<Vec<f32>> = g.get(x.as_tensor()).unwrap().to_vec2().unwrap();
+        // d p0 / d x0 = p0 (1 - p0); d p0 / d x1 = -p0 p1.
+        let pv: Vec<Vec<f32>> = p.to_vec2().unwrap();
+        assert!((gx[0][0] - pv[0][0] * (1.0 - pv[0][0])).abs() < TOL);
+        assert!((gx[0][1] + pv[0][0] * pv[0][1]).abs() < TOL);
+    }
+
+    #[test]
+    fn layer_norm_normalises_and_gamma_gets_gradient() {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[1.0f32, 2.0, 3.0, 6.0]], &dev).unwrap();
+        let g = Var::ones(4, DType::F32, &dev).unwrap();
+        let b = Var::zeros(4, DType::F32, &dev).unwrap();
+        let y = layer_norm(&x, g.as_tensor(), b.as_tensor(), 1e-12).unwrap();
+        let v: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let mean: f32 = v.iter().sum::<f32>() / 4.0;
+        let var: f32 = v.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / 4.0;
+        assert!(mean.abs() < TOL && (var - 1.0).abs() < 1e-4);
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(grads.get(g.as_tensor()).is_some());
+        assert!(grads.get(b.as_tensor()).is_some());
+    }
+}

@@ -1,0 +1,3 @@
+//! Linear probing on frozen features (spec §2.1). For now: eval-mode feature extraction.
+
+pub mod features;

@@ -1,0 +1,5 @@
+//! The one integration-test binary.
+
+mod cli;
+mod parity;
+mod util;
