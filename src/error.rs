@@ -68,6 +68,20 @@ pub enum Error {
     /// An argument is out of range.
     #[error("{field}: {reason}")]
     InvalidArgument { field: String, reason: String },
+    // -- methods --
+    /// The training loss became NaN or infinite.
+    #[error("training loss is {loss} at epoch {epoch}, step {step}: lower the learning rate or check the data")]
+    NonFiniteLoss {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+    },
+    /// A finished run already exists where a run would be written.
+    #[error("{dir} already holds a finished run (metrics.json); pass --overwrite to replace it")]
+    RunExists { dir: PathBuf },
+    /// An interrupted run exists where a run would be written.
+    #[error("{dir} holds an interrupted run; pass --resume to continue it or --overwrite to start again")]
+    RunIncomplete { dir: PathBuf },
     // -- source (model provisioning) --
     /// A model spec names a directory that does not exist.
     #[error(
@@ -201,6 +215,47 @@ pub enum Error {
     /// A task whose distribution has no unlabelled (prediction-only) split.
     #[error("task `{task}` has no unlabelled split")]
     NoUnlabelledSplit { task: String },
+
+    // -- calibration --
+    /// Metrics or temperature scaling were asked for on zero examples.
+    #[error("no examples (metrics and temperature scaling need at least one)")]
+    NoExamples,
+    /// A logits buffer whose length is not `n × C` (`n` = number of labels).
+    #[error("{len} logits, expected n × C = {n} × {n_classes}")]
+    LogitsShape {
+        len: usize,
+        n: usize,
+        n_classes: usize,
+    },
+    /// A label outside `0..C`; `index` is the example's row.
+    #[error("label {label} of example {index} is out of range for {n_classes} classes")]
+    LabelOutOfRange {
+        index: usize,
+        label: usize,
+        n_classes: usize,
+    },
+    /// A NaN or infinite logit at row `index`, column `class`.
+    #[error("logit [{index}, {class}] is {value}, not finite")]
+    NonFiniteLogit {
+        index: usize,
+        class: usize,
+        value: f64,
+    },
+
+    // -- probe --
+    /// A class has no training example (scikit-learn fits only the classes it sees).
+    #[error("class {class} of {n_classes} has no training example")]
+    EmptyClass { class: usize, n_classes: usize },
+    /// A feature value is NaN or infinite.
+    #[error("feature {feature} of example {index} is not finite ({value})")]
+    NonFiniteFeature {
+        index: usize,
+        feature: usize,
+        value: f64,
+    },
+    /// Stratified k-fold cannot split: every class has fewer examples than folds.
+    #[error("cannot make {folds} stratified folds: the largest class has {largest} examples")]
+    TooFewForFolds { folds: usize, largest: usize },
 }
 
 /// The library's result type.

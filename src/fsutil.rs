@@ -59,28 +59,28 @@ pub fn save_tensors_atomic(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
     path: &Path,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| crate::Error::Write {
-        path: dir.clone(),
-        source: e,
-    })?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".lpft-")
-        .suffix(".tmp")
-        .tempfile_in(&dir)
+    save_tensors_with_metadata(tensors, None, path)
+}
+
+/// As [`save_tensors_atomic`], with a safetensors metadata header (e.g. `format: pt`, which
+/// `transformers` and `peft` expect).
+pub fn save_tensors_with_metadata(
+    tensors: &std::collections::HashMap<String, candle_core::Tensor>,
+    metadata: Option<std::collections::HashMap<String, String>>,
+    path: &Path,
+) -> Result<()> {
+    let mut named: Vec<(&String, candle_core::Tensor)> = Vec::with_capacity(tensors.len());
+    for (k, t) in tensors {
+        // safetensors writes raw row-major data: make every tensor contiguous first.
+        named.push((k, t.contiguous()?));
+    }
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    let bytes = safetensors::serialize(named.iter().map(|(k, t)| (k.as_str(), t)), metadata)
         .map_err(|e| crate::Error::Write {
-            path: dir.clone(),
-            source: e,
+            path: path.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
         })?;
-    candle_core::safetensors::save(tensors, tmp.path())?;
-    tmp.persist(path).map_err(|e| crate::Error::Write {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    write_atomic(path, &bytes)
 }
 
 /// Flushes a directory's entries to disk so that a preceding rename is durable.

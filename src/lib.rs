@@ -12,9 +12,11 @@
 //!
 //! Every random number comes from [`rng::Streams`], so a seed fixes a run.
 
+pub mod calibration;
 pub mod data;
 pub mod error;
 pub mod fsutil;
+pub mod methods;
 pub mod model;
 pub mod probe;
 pub mod rng;

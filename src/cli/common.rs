@@ -65,6 +65,7 @@ pub fn load(args: &ModelArgs, num_labels: usize, device: &Device) -> anyhow::Res
         pooling: args.pooling,
         trainable: Trainable::None,
         model_seed: 0,
+        lora: None,
     };
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts)
         .with_context(|| format!("building the model from {}", files.weights.display()))?;

@@ -3,9 +3,12 @@
 mod bench;
 mod common;
 mod data;
+mod eval;
 mod features;
 mod fetch_model;
 mod inspect;
+mod predict;
+mod train;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -42,6 +45,12 @@ pub enum Command {
     Data(data::DataArgs),
     /// Write the frozen encoder's features φ(x) of a task split to a safetensors file.
     Features(features::FeaturesArgs),
+    /// Train one (task, method, seed) run: lp, ft, lp-ft, lora or lp-lora.
+    Train(train::TrainArgs),
+    /// Evaluate a trained run on a split, or on another task with the same labels.
+    Eval(eval::EvalArgs),
+    /// Predict labels and probabilities for a file of texts with a trained run.
+    Predict(predict::PredictArgs),
     /// Time encoder workloads (forward throughput on a fixed batch).
     Bench(bench::BenchArgs),
 }
@@ -73,6 +82,9 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Data(a) => data::run(a),
         Command::Features(a) => features::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Predict(a) => predict::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -343,6 +343,10 @@ fn push_linear(out: &mut Vec<(String, Tensor)>, name: &str, l: &Linear) {
     if let Some(b) = &l.bias {
         out.push((format!("{name}.bias"), b.clone()));
     }
+    if let Some(lora) = &l.lora {
+        out.push((format!("{name}.lora_A.weight"), lora.a.clone()));
+        out.push((format!("{name}.lora_B.weight"), lora.b.clone()));
+    }
 }
 
 fn push_ln(out: &mut Vec<(String, Tensor)>, name: &str, ln: &LayerNorm) {

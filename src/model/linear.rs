@@ -3,21 +3,27 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
+use crate::model::lora::LoraAdapter;
 use crate::model::params::Params;
 
-/// A dense layer. Shapes: `weight` [out, in], `bias` [out]; input [.., in] → [.., out].
+/// A dense layer, optionally with a LoRA adapter. Shapes: `weight` [out, in], `bias` [out];
+/// input [.., in] → [.., out].
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    pub lora: Option<LoraAdapter>,
 }
 
 impl Linear {
-    /// Loads `{name}.weight` [out, in] and `{name}.bias` [out].
+    /// Loads `{name}.weight` [out, in] and `{name}.bias` [out], and the adapter
+    /// `{name}.lora_A.weight` / `{name}.lora_B.weight` when the loading's LoRA config targets
+    /// this module (from the checkpoint if there, else freshly initialised).
     pub fn load(p: &Params, name: &str, in_dim: usize, out_dim: usize) -> Result<Self> {
         Ok(Self {
             weight: p.get(&format!("{name}.weight"), &[out_dim, in_dim])?,
             bias: Some(p.get(&format!("{name}.bias"), &[out_dim])?),
+            lora: p.lora_adapter(name, in_dim, out_dim)?,
         })
     }
 
@@ -45,6 +51,9 @@ impl Linear {
         let mut ys = flat.matmul(&self.weight.t()?)?;
         if let Some(b) = &self.bias {
             ys = ys.broadcast_add(b)?;
+        }
+        if let Some(lora) = &self.lora {
+            ys = ys.add(&lora.forward(&flat)?)?;
         }
         let mut out_shape = dims;
         *out_shape.last_mut().expect("checked non-empty above") = out_dim;

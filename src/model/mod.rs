@@ -7,6 +7,7 @@ pub mod bert;
 pub mod config;
 pub mod head;
 pub mod linear;
+pub mod lora;
 pub mod mode;
 pub mod ops;
 pub mod params;
@@ -74,8 +75,10 @@ pub struct ModelOptions {
     pub num_labels: usize,
     pub pooling: Pooling,
     pub trainable: Trainable,
-    /// Seed of the `head_init` stream (the reference's `model_seed`).
+    /// Seed of the `head_init` and `lora_init` streams (the reference's `model_seed`).
     pub model_seed: u64,
+    /// LoRA adapters to add (LoRA, LP-LoRA).
+    pub lora: Option<lora::LoraConfig>,
 }
 
 /// Encoder + linear head.
@@ -93,9 +96,14 @@ impl SequenceClassifier {
         cfg: &EncoderConfig,
         opts: &ModelOptions,
     ) -> Result<(Self, LoadReport)> {
-        let p = Params::new(ckpt, opts.trainable.clone());
+        let streams = crate::rng::Streams::new(opts.model_seed);
+        let mut p = Params::new(ckpt, opts.trainable.clone());
+        if let Some(lora) = &opts.lora {
+            lora.validate()?;
+            p = p.with_lora(lora.clone(), streams.get("lora_init"));
+        }
         let encoder = Encoder::load(&p, cfg)?;
-        let mut rng = crate::rng::Streams::new(opts.model_seed).get("head_init");
+        let mut rng = streams.get("head_init");
         let head = Head::load(
             &p,
             opts.num_labels,

@@ -17,6 +17,8 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{Error, Result};
 use crate::model::config::Arch;
+use crate::model::lora::{LoraAdapter, LoraConfig};
+use rand_chacha::ChaCha8Rng;
 
 /// Which parameters become `Var`s.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -104,6 +106,29 @@ impl Checkpoint {
         })
     }
 
+    /// Adds or replaces tensors from another file (trained weights over a base checkpoint).
+    /// PEFT's `base_model.model.` and the architecture prefix are stripped from the keys.
+    pub fn overlay(&mut self, raw: Vec<(String, Tensor)>, arch: Arch) -> Result<()> {
+        let want = format!("{}.", arch.prefix());
+        for (key, t) in raw {
+            let key = key.strip_prefix("base_model.model.").unwrap_or(&key);
+            let name = key.strip_prefix(&want).unwrap_or(key).to_string();
+            let t = if t.dtype().is_float() {
+                t.to_dtype(DType::F32)?
+            } else {
+                t
+            };
+            let device = self
+                .tensors
+                .values()
+                .next()
+                .map(|x| x.device().clone())
+                .unwrap_or(Device::Cpu);
+            self.tensors.insert(name, t.to_device(&device)?);
+        }
+        Ok(())
+    }
+
     /// Names of all tensors (prefix stripped), sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
@@ -130,6 +155,7 @@ impl Checkpoint {
 pub struct Params<'a> {
     ckpt: &'a Checkpoint,
     trainable: Trainable,
+    lora: Option<(LoraConfig, RefCell<ChaCha8Rng>)>,
     device: Device,
     used: RefCell<BTreeSet<String>>,
     vars: RefCell<BTreeMap<String, Var>>,
@@ -148,11 +174,50 @@ impl<'a> Params<'a> {
         Self {
             ckpt,
             trainable,
+            lora: None,
             device,
             used: RefCell::default(),
             vars: RefCell::default(),
             created: RefCell::default(),
         }
+    }
+
+    /// Adds LoRA adapters to the modules `cfg` targets; new factors are drawn from `rng`
+    /// (the `lora_init` stream) in module order.
+    pub fn with_lora(mut self, cfg: LoraConfig, rng: ChaCha8Rng) -> Self {
+        self.lora = Some((cfg, RefCell::new(rng)));
+        self
+    }
+
+    /// The adapter of module `path` if LoRA targets it: `{path}.lora_A.weight` [r, in] and
+    /// `{path}.lora_B.weight` [out, r] from the checkpoint, else A ~ U(−1/√in, 1/√in), B = 0.
+    pub fn lora_adapter(
+        &self,
+        path: &str,
+        in_dim: usize,
+        out_dim: usize,
+    ) -> Result<Option<LoraAdapter>> {
+        let Some((cfg, rng)) = &self.lora else {
+            return Ok(None);
+        };
+        if !cfg.matches(path) {
+            return Ok(None);
+        }
+        let r = cfg.r;
+        let a = self.get_or_init(&format!("{path}.lora_A.weight"), &[r, in_dim], || {
+            // REF: kaiming_uniform_(a=√5) on [r, in]: bound = gain·√(3/fan_in) = 1/√in.
+            let bound = 1.0 / (in_dim as f32).sqrt();
+            let v = crate::rng::uniform_vec(&mut *rng.borrow_mut(), r * in_dim, -bound, bound);
+            Ok(Tensor::from_vec(v, (r, in_dim), &self.device)?)
+        })?;
+        let b = self.get_or_init(&format!("{path}.lora_B.weight"), &[out_dim, r], || {
+            Ok(Tensor::zeros((out_dim, r), DType::F32, &self.device)?)
+        })?;
+        Ok(Some(LoraAdapter {
+            a,
+            b,
+            scale: cfg.scale(),
+        }))
     }
 
     /// The device the tensors live on.

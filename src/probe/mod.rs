@@ -1,3 +1,6 @@
-//! Linear probing on frozen features (spec §2.1). For now: eval-mode feature extraction.
+//! Linear probing on frozen features (spec §2.1): eval-mode feature extraction, L2 multinomial
+//! logistic regression solved by L-BFGS, and `LogisticRegressionCV`-style cross-validation.
 
+pub mod cv;
 pub mod features;
+pub mod logreg;

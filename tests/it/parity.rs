@@ -39,6 +39,7 @@ fn load_fixture(name: &str, trainable: Trainable) -> Fixture {
         pooling: Pooling::First,
         trainable,
         model_seed: 0,
+        lora: None,
     };
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts).expect("model");
     let expected = util::load_tensors(&dir.join("expected.safetensors"));
@@ -228,6 +229,7 @@ fn pickle_checkpoint_without_prefix_loads_the_same_encoder() {
         pooling: Pooling::First,
         trainable: Trainable::None,
         model_seed: 0,
+        lora: None,
     };
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts).unwrap();
     assert_eq!(
@@ -271,6 +273,7 @@ fn missing_tensor_is_an_error_naming_it() {
         pooling: Pooling::First,
         trainable: Trainable::None,
         model_seed: 0,
+        lora: None,
     };
     let err = SequenceClassifier::load(&ckpt, &files.config, &opts)
         .err()
@@ -312,6 +315,7 @@ fn fresh_head_is_seeded_normal_with_zero_bias() {
             pooling: Pooling::First,
             trainable: Trainable::Head,
             model_seed: seed,
+            lora: None,
         };
         let (m, r) = SequenceClassifier::load(&ckpt, &files.config, &opts).unwrap();
         assert_eq!(r.vars.len(), 2, "only the head is trainable");
@@ -340,6 +344,7 @@ fn minilm_features_match_transformers() {
         pooling: Pooling::First,
         trainable: Trainable::None,
         model_seed: 0,
+        lora: None,
     };
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts).unwrap();
     assert!(

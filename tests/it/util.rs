@@ -76,3 +76,42 @@ pub fn ids(t: &Tensor) -> Vec<u32> {
         .map(|x| u32::try_from(x).expect("non-negative id"))
         .collect()
 }
+
+/// Writes a synthetic CB-format task (SuperGLUE jsonl) under `dir/superglue/CB/` that the tiny
+/// models can learn: the label follows from a keyword of the hypothesis. `n` training rows
+/// (split 9:1 into train/validation by the protocol) and `n_test` test rows.
+pub fn synthetic_cb(dir: &Path, n: usize, n_test: usize) {
+    let cb = dir.join("superglue/CB");
+    std::fs::create_dir_all(&cb).unwrap();
+    let subjects = [
+        "the cat",
+        "a man",
+        "my friend",
+        "the old car",
+        "this movie",
+        "the city",
+    ];
+    let verbs = [
+        "is good",
+        "was here",
+        "can run",
+        "looks nice",
+        "will come",
+        "has gone",
+    ];
+    let labels = ["entailment", "contradiction", "neutral"];
+    let keys = ["yes", "no", "maybe"];
+    let row = |i: usize| {
+        let s = subjects[i % subjects.len()];
+        let v = verbs[(i / 3) % verbs.len()];
+        let l = (i * 7 + i / 5) % 3;
+        format!(
+            "{{\"premise\": \"{s} {v} today.\", \"hypothesis\": \"{} , {s} {v}\", \"label\": \"{}\", \"idx\": {i}}}\n",
+            keys[l], labels[l]
+        )
+    };
+    let train: String = (0..n).map(row).collect();
+    let test: String = (n..n + n_test).map(row).collect();
+    std::fs::write(cb.join("train.jsonl"), train).unwrap();
+    std::fs::write(cb.join("val.jsonl"), test).unwrap();
+}

@@ -1,0 +1,98 @@
+//! `lpft eval --run DIR [--split S] [--task T2]`: evaluate a trained run on a split of its own
+//! task or of another task with the same labels (out-of-distribution evaluation).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use lpft::data::{self, LoadOptions, Split};
+use lpft::methods::evaluate;
+use lpft::methods::load::load_run;
+use lpft::methods::run::{save_predictions, write_json};
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A finished run directory (runs/<task>/<method>/seed-<seed>).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Split to evaluate.
+    #[arg(long, short = 's', default_value = "test")]
+    pub split: Split,
+    /// Evaluate on another task with the same label names (e.g. dynasent for a sst5-3 run).
+    #[arg(long, short = 't')]
+    pub task: Option<String>,
+    /// Data directory (default: the run's, else $LPFT_DATA_DIR, ./data, ../shared/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    let trained =
+        load_run(&args.run).with_context(|| format!("loading run {}", args.run.display()))?;
+    let task_name = args.task.clone().unwrap_or(trained.config.task.clone());
+    let dir = args
+        .data_dir
+        .clone()
+        .or(trained.config.data_dir.clone())
+        .unwrap_or_else(data::default_data_dir);
+    let task = data::load_task(&task_name, &dir, &LoadOptions::default())
+        .with_context(|| format!("loading task `{task_name}` from {}", dir.display()))?;
+    anyhow::ensure!(
+        task.labels == trained.metrics.labels,
+        "task {} has labels {:?}, the run was trained on {:?}",
+        task.task,
+        task.labels,
+        trained.metrics.labels
+    );
+    let examples = task.split(args.split);
+    anyhow::ensure!(
+        !examples.is_empty(),
+        "{} has no {} split",
+        task.task,
+        args.split
+    );
+    let labels: Vec<usize> = examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.label.with_context(|| {
+                format!(
+                    "{} {} example {} has no label",
+                    task.task,
+                    args.split,
+                    i + 1
+                )
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let texts: Vec<(&str, Option<&str>)> = examples
+        .iter()
+        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
+        .collect();
+    let enc = trained.tokenizer.encode(&texts)?;
+    let (logits, m) = evaluate::evaluate(
+        &trained.model,
+        &trained.tokenizer,
+        &enc,
+        &labels,
+        trained.config.train.eval_batch_size,
+    )?;
+    let name = format!("{}-{}", task.task, args.split);
+    let eval_dir = args.run.join("eval");
+    write_json(&eval_dir.join(format!("{name}.json")), &m)?;
+    save_predictions(&eval_dir, &name, &logits, &labels, task.labels.len())?;
+    println!(
+        "{} on {} {} ({} examples)",
+        args.run.display(),
+        task.task,
+        args.split,
+        m.n
+    );
+    println!(
+        "accuracy {:.4}  f1 {:.4}  mcc {:.4}  nll {:.4}  ece {:.4}  mce {:.4}  brier {:.4}",
+        m.accuracy, m.f1_macro, m.mcc, m.nll, m.ece, m.mce, m.brier
+    );
+    println!("wrote {}", eval_dir.join(format!("{name}.json")).display());
+    Ok(())
+}

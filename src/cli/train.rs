@@ -1,0 +1,254 @@
+//! `lpft train`: run one (task, method, seed) cell into a run directory.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use lpft::data::batch::Padding;
+use lpft::methods::run::{Observer, RunOptions};
+use lpft::methods::train::EpochRecord;
+use lpft::methods::{self, Method, RunConfig};
+use lpft::model::Pooling;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Built-in task (cb, rte, boolq, wic, wsc, sst2, mrpc, cola, sst5-3, ...).
+    #[arg(long, short = 't')]
+    pub task: Option<String>,
+    /// Method: lp, ft, lp-ft, lora, lp-lora.
+    #[arg(long)]
+    pub method: Option<Method>,
+    /// Model: minilm (default), mpnet, a Hugging Face directory or a cached hub id.
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// Seed of data order and dropout (and of the head/LoRA initialisation unless --model-seed).
+    #[arg(long, default_value_t = 1001)]
+    pub seed: u64,
+    /// Seed of the head and LoRA initialisation (default: --seed, as the reference).
+    #[arg(long)]
+    pub model_seed: Option<u64>,
+    /// Root of run directories: writes <out>/<task>/<method>/seed-<seed>/.
+    #[arg(long, short = 'o', default_value = "runs")]
+    pub out: PathBuf,
+    /// Start from a saved run config (a run's config.json); flags override its fields.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Epochs of the gradient stage (default 10).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Training batch size (default: the paper's Table 6 value for the task and method).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (default: Table 6).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Linear warm-up steps (default 0).
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// Global gradient-norm clip (default 1.0; 0 disables).
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// AdamW decoupled weight decay (default 0).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Keep only the first K training examples.
+    #[arg(long)]
+    pub max_train_samples: Option<usize>,
+    /// LoRA rank (default 8).
+    #[arg(long)]
+    pub lora_r: Option<usize>,
+    /// LoRA alpha (default 8; the update is scaled by alpha / r).
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    /// LoRA target modules, comma-separated (default query,value).
+    #[arg(long, value_delimiter = ',')]
+    pub lora_targets: Option<Vec<String>>,
+    /// LP: a fixed inverse regularisation C instead of cross-validation.
+    #[arg(long)]
+    pub lp_c: Option<f64>,
+    /// LP: L-BFGS iteration budget (default 5000).
+    #[arg(long)]
+    pub lp_max_iter: Option<usize>,
+    /// Maximum tokens per example (default 128).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Padding: dynamic (default) or fixed.
+    #[arg(long)]
+    pub padding: Option<Padding>,
+    /// Features for the head: first (default, the paper's) or mean.
+    #[arg(long)]
+    pub pooling: Option<Pooling>,
+    /// Examples per forward pass when evaluating (default 32).
+    #[arg(long)]
+    pub eval_batch_size: Option<usize>,
+    /// Data directory (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Continue an interrupted run from its last completed epoch.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Replace an existing run directory.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+impl TryFrom<&TrainArgs> for RunConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &TrainArgs) -> anyhow::Result<RunConfig> {
+        let mut cfg = match &a.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                serde_json::from_str::<RunConfig>(&text)
+                    .with_context(|| format!("{}: not a run config", path.display()))?
+            }
+            None => {
+                let task = a
+                    .task
+                    .as_deref()
+                    .context("--task is required (or --config)")?;
+                let method = a.method.context("--method is required (or --config)")?;
+                let model = a.model.as_deref().unwrap_or("minilm");
+                RunConfig::paper_defaults(task, method, model, a.seed)
+            }
+        };
+        if a.config.is_some() {
+            if let Some(t) = &a.task {
+                cfg.task = t.clone();
+            }
+            if let Some(m) = a.method {
+                cfg.method = m;
+            }
+            if let Some(m) = &a.model {
+                cfg.model = m.clone();
+            }
+            cfg.seed = a.seed;
+        }
+        cfg.model_seed = a.model_seed.unwrap_or(cfg.seed);
+        let t = &mut cfg.train;
+        t.epochs = a.epochs.unwrap_or(t.epochs);
+        t.batch_size = a.batch_size.unwrap_or(t.batch_size);
+        t.lr = a.lr.unwrap_or(t.lr);
+        t.warmup_steps = a.warmup_steps.unwrap_or(t.warmup_steps);
+        t.max_grad_norm = a.max_grad_norm.unwrap_or(t.max_grad_norm);
+        t.adamw.weight_decay = a.weight_decay.unwrap_or(t.adamw.weight_decay);
+        t.eval_batch_size = a.eval_batch_size.unwrap_or(t.eval_batch_size);
+        if a.max_train_samples.is_some() {
+            cfg.max_train_samples = a.max_train_samples;
+        }
+        cfg.lora.r = a.lora_r.unwrap_or(cfg.lora.r);
+        cfg.lora.alpha = a.lora_alpha.unwrap_or(cfg.lora.alpha);
+        if let Some(targets) = &a.lora_targets {
+            cfg.lora.targets = targets.clone();
+        }
+        if a.lp_c.is_some() {
+            cfg.lp.c = a.lp_c;
+        }
+        cfg.lp.max_iter = a.lp_max_iter.unwrap_or(cfg.lp.max_iter);
+        cfg.tokenize.max_len = a.max_len.unwrap_or(cfg.tokenize.max_len);
+        cfg.tokenize.padding = a.padding.unwrap_or(cfg.tokenize.padding);
+        cfg.pooling = a.pooling.unwrap_or(cfg.pooling);
+        if a.data_dir.is_some() {
+            cfg.data_dir = a.data_dir.clone();
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Progress on stderr: a bar per epoch with loss, throughput and ETA.
+pub struct BarObserver {
+    bar: Option<ProgressBar>,
+    loss: f64,
+    steps: usize,
+}
+
+impl BarObserver {
+    pub fn new() -> Self {
+        Self {
+            bar: None,
+            loss: 0.0,
+            steps: 0,
+        }
+    }
+}
+
+impl Observer for BarObserver {
+    fn stage(&mut self, message: &str) {
+        match &self.bar {
+            Some(b) => b.println(message),
+            None => eprintln!("{message}"),
+        }
+    }
+
+    fn start_epoch(&mut self, epoch: usize, epochs: usize, steps: usize) {
+        let bar = ProgressBar::new(steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "epoch {prefix} [{bar:25}] {pos}/{len} {msg} {per_sec} eta {eta}",
+            )
+            .expect("static template is valid")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{epoch}/{epochs}"));
+        self.bar = Some(bar);
+        self.loss = 0.0;
+        self.steps = 0;
+    }
+
+    fn step(&mut self, step: usize, loss: f64, _examples: usize) {
+        self.loss += loss;
+        self.steps += 1;
+        if let Some(b) = &self.bar {
+            b.set_position(step as u64);
+            b.set_message(format!("loss {:.4}", self.loss / self.steps as f64));
+        }
+    }
+
+    fn end_epoch(&mut self, r: &EpochRecord) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "epoch {:>2}: loss {:.4}  val acc {:.4}  mcc {:.4}  ‖V‖ {:.4}  {:.1} ex/s  {:.1}s",
+            r.epoch,
+            r.train_loss,
+            r.validation.accuracy,
+            r.validation.mcc,
+            r.classifier_norm,
+            r.examples_per_s,
+            r.seconds
+        );
+    }
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let cfg = RunConfig::try_from(&args)?;
+    let opts = RunOptions {
+        resume: args.resume,
+        overwrite: args.overwrite,
+    };
+    let mut obs = BarObserver::new();
+    let outcome = methods::run(&cfg, &args.out, &opts, &mut obs)
+        .with_context(|| format!("training {} {} seed {}", cfg.task, cfg.method, cfg.seed))?;
+    let m = &outcome.metrics;
+    println!("run {}", outcome.dir.display());
+    println!(
+        "{:<11} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "split", "acc", "f1", "mcc", "nll", "ece", "mce", "brier"
+    );
+    for (name, s) in [("validation", &m.validation), ("test", &m.test)] {
+        println!(
+            "{name:<11} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+            s.accuracy, s.f1_macro, s.mcc, s.nll, s.ece, s.mce, s.brier
+        );
+    }
+    println!(
+        "classifier norm ‖V‖_F {:.4} (initial {:.4})",
+        m.classifier_norm, m.initial_classifier_norm
+    );
+    Ok(())
+}

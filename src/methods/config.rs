@@ -1,0 +1,288 @@
+//! `RunConfig`: everything that defines a run, saved as the run's `config.json`.
+//!
+//! Per-method defaults for batch size and learning rate are the paper's Table 6 (spec §3);
+//! every value can be overridden. The resolved config is what gets saved, so a run directory is
+//! enough to rerun it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::batch::TokenizeConfig;
+use crate::error::{Error, Result};
+use crate::methods::optim::AdamWConfig;
+use crate::model::lora::LoraConfig;
+use crate::model::Pooling;
+use crate::probe::logreg::SklearnCompat;
+
+/// A fine-tuning method of the paper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Linear probing: logistic regression on frozen features.
+    Lp,
+    /// Full fine-tuning from a random head.
+    Ft,
+    /// LP, then full fine-tuning from the LP head.
+    LpFt,
+    /// LoRA on the chosen modules, head trainable, from a random head.
+    Lora,
+    /// LP, then LoRA from the LP head.
+    LpLora,
+}
+
+impl Method {
+    /// All methods in the paper's table order.
+    pub const ALL: [Method; 5] = [
+        Method::Lp,
+        Method::Ft,
+        Method::Lora,
+        Method::LpFt,
+        Method::LpLora,
+    ];
+
+    /// The CLI / directory name (`lp`, `ft`, `lp-ft`, `lora`, `lp-lora`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Lp => "lp",
+            Method::Ft => "ft",
+            Method::LpFt => "lp-ft",
+            Method::Lora => "lora",
+            Method::LpLora => "lp-lora",
+        }
+    }
+
+    /// Whether an LP stage runs first.
+    pub fn has_lp(self) -> bool {
+        matches!(self, Method::Lp | Method::LpFt | Method::LpLora)
+    }
+
+    /// Whether a gradient stage runs.
+    pub fn has_gradient_stage(self) -> bool {
+        self != Method::Lp
+    }
+
+    /// Whether the gradient stage trains LoRA adapters (else all parameters).
+    pub fn uses_lora(self) -> bool {
+        matches!(self, Method::Lora | Method::LpLora)
+    }
+
+    /// The paper's Table 6 batch size and learning rate for `task` (spec §3); tasks outside
+    /// the table get the CB values.
+    pub fn table6_defaults(self, task: &str) -> (usize, f64) {
+        let col = match task {
+            "cb" => 0,
+            "rte" | "glue-rte" => 1,
+            "boolq" => 2,
+            "wic" => 3,
+            "wsc" => 4,
+            "cola" => 5,
+            "sst2" => 6,
+            "mrpc" => 7,
+            "sst5" | "sst5-3" | "amazon" => 8,
+            _ => 0,
+        };
+        const FT: [(usize, f64); 9] = [
+            (16, 5e-5),
+            (16, 1e-5),
+            (32, 1e-5),
+            (32, 1e-5),
+            (16, 1e-3),
+            (32, 5e-5),
+            (32, 1e-5),
+            (16, 1e-5),
+            (16, 1e-5),
+        ];
+        const LORA: [(usize, f64); 9] = [
+            (16, 1e-3),
+            (16, 1e-3),
+            (32, 5e-4),
+            (16, 1e-3),
+            (16, 1e-4),
+            (16, 1e-3),
+            (32, 5e-4),
+            (32, 5e-4),
+            (16, 1e-3),
+        ];
+        const LP_FT: [f64; 9] = [5e-6, 1e-5, 1e-5, 1e-5, 1e-3, 1e-5, 1e-5, 1e-5, 1e-6];
+        const LP_LORA: [f64; 9] = [1e-4, 5e-4, 5e-4, 1e-3, 1e-4, 1e-3, 1e-3, 1e-3, 5e-4];
+        match self {
+            Method::Ft | Method::Lp => FT[col],
+            Method::Lora => LORA[col],
+            Method::LpFt => (8, LP_FT[col]),
+            Method::LpLora => (8, LP_LORA[col]),
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Method::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s.to_ascii_lowercase().replace('_', "-"))
+            .ok_or_else(|| Error::InvalidArgument {
+                field: "method".into(),
+                reason: format!("`{s}` is not one of lp, ft, lp-ft, lora, lp-lora"),
+            })
+    }
+}
+
+fn default_cs() -> Vec<f64> {
+    // logspace(-4, 4, 10), scikit-learn's default grid.
+    (0..10)
+        .map(|i| 10f64.powf(-4.0 + 8.0 * i as f64 / 9.0))
+        .collect()
+}
+
+/// The LP stage (spec §2.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LpConfig {
+    /// A fixed inverse regularisation C instead of cross-validation (`--lp-c`).
+    pub c: Option<f64>,
+    /// The CV grid (scikit-learn's `Cs=10`: logspace(−4, 4, 10)).
+    #[serde(default = "default_cs")]
+    pub cs: Vec<f64>,
+    /// Stratified folds, not shuffled.
+    pub folds: usize,
+    /// L-BFGS tolerance on the projected gradient.
+    pub tol: f64,
+    /// L-BFGS iteration budget.
+    pub max_iter: usize,
+    /// Which scikit-learn's solver to reproduce: `sklearn-1.0` (the reference's pinned
+    /// version, default) or `sklearn-1.9` (objective scaled by 1/n, sigmoid for binary).
+    #[serde(default)]
+    pub compat: SklearnCompat,
+}
+
+impl Default for LpConfig {
+    fn default() -> Self {
+        Self {
+            c: None,
+            cs: default_cs(),
+            folds: 5,
+            tol: 1e-4,
+            max_iter: 5000,
+            compat: SklearnCompat::default(),
+        }
+    }
+}
+
+/// The gradient stage (FT, LoRA, and the second stage of LP-FT / LP-LoRA).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Peak learning rate; decays linearly to 0 (the reference trainer's default).
+    pub lr: f64,
+    /// Linear warm-up steps (0 in the reference).
+    pub warmup_steps: usize,
+    /// Global L2 gradient-norm clip; 1.0 in the reference trainer, which the paper does not
+    /// mention. 0 disables clipping.
+    pub max_grad_norm: f64,
+    pub adamw: AdamWConfig,
+    /// Examples per forward pass when evaluating.
+    pub eval_batch_size: usize,
+}
+
+/// One run: task × method × seed and every setting that affects its numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Built-in task name (see `lpft data --help`).
+    pub task: String,
+    pub method: Method,
+    /// Model spec: `minilm`, `mpnet`, a directory, or a hub id.
+    pub model: String,
+    /// Seed of data order, dropout and subsampling.
+    pub seed: u64,
+    /// Seed of head and LoRA initialisation (the reference sets it to `seed`).
+    pub model_seed: u64,
+    /// Data directory (None: the default search path).
+    pub data_dir: Option<PathBuf>,
+    pub max_train_samples: Option<usize>,
+    pub tokenize: TokenizeConfig,
+    pub pooling: Pooling,
+    pub lp: LpConfig,
+    pub train: TrainConfig,
+    /// LoRA settings (used by LoRA and LP-LoRA).
+    pub lora: LoraConfig,
+}
+
+impl RunConfig {
+    /// The paper's settings for `method` on `task` with `seed` (Table 6, 10 epochs, r 8, α 8).
+    pub fn paper_defaults(task: &str, method: Method, model: &str, seed: u64) -> Self {
+        let (batch_size, lr) = method.table6_defaults(task);
+        Self {
+            task: task.to_string(),
+            method,
+            model: model.to_string(),
+            seed,
+            model_seed: seed,
+            data_dir: None,
+            max_train_samples: None,
+            tokenize: TokenizeConfig::default(),
+            pooling: Pooling::First,
+            lp: LpConfig::default(),
+            train: TrainConfig {
+                epochs: 10,
+                batch_size,
+                lr,
+                warmup_steps: 0,
+                max_grad_norm: 1.0,
+                adamw: AdamWConfig::default(),
+                eval_batch_size: 32,
+            },
+            lora: LoraConfig::default(),
+        }
+    }
+
+    /// Checks every value once; code after this trusts them.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, reason: String| Error::InvalidArgument {
+            field: field.into(),
+            reason,
+        };
+        let t = &self.train;
+        if self.method.has_gradient_stage() {
+            if t.epochs == 0 {
+                return Err(bad("epochs", "must be at least 1".into()));
+            }
+            if t.batch_size == 0 {
+                return Err(bad("batch_size", "must be at least 1".into()));
+            }
+            if !(t.lr > 0.0 && t.lr.is_finite()) {
+                return Err(bad("lr", format!("{} is not a positive number", t.lr)));
+            }
+            if t.max_grad_norm < 0.0 {
+                return Err(bad("max_grad_norm", "must be ≥ 0".into()));
+            }
+        }
+        if t.eval_batch_size == 0 {
+            return Err(bad("eval_batch_size", "must be at least 1".into()));
+        }
+        if let Some(c) = self.lp.c {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(bad("lp.c", format!("{c} is not a positive number")));
+            }
+        }
+        if self.lp.folds < 2 {
+            return Err(bad("lp.folds", "must be at least 2".into()));
+        }
+        if self.method.uses_lora() {
+            self.lora.validate()?;
+        }
+        if self.max_train_samples == Some(0) {
+            return Err(bad("max_train_samples", "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
