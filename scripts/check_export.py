@@ -23,9 +23,11 @@ LoRA (`adapter/` present: adapter_config.json, adapter_model.safetensors)
      unmatched keys silently).
   3. lpft's head (the loaded `classifier` on the first token of `model.base_model.model.bert`)
      reproduces lpft's test logits within --atol, and so does the same after `merge_and_unload()`.
-  4. (informational) a bare `AutoModel` base (no `bert.` submodule) with the same adapter: how many
+  4. The adapter's tensor names equal those that this peft's own `save_pretrained` writes for the
+     same LoraConfig on the same base (informational: the config fields peft writes and lpft omits).
+  5. (informational) a bare `AutoModel` base (no `bert.` submodule) with the same adapter: how many
      adapter keys peft silently drops there; the BertForSequenceClassification pooler head's logits;
-     the logits with the adapter disabled.
+     the logits with LoRA disabled (the trained head kept).
 
 The test inputs are the task's test split (for CB: shared/data/superglue/CB/val.jsonl, premise and
 hypothesis, in file order), tokenised with the model's tokenizer, truncation longest_first to the run
@@ -288,7 +290,8 @@ def check_lora(run: Path, cfg: dict, task: dict, rows, base_dir: Path, atol: flo
     adapter_cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
     checks.note("adapter_config.json", adapter_cfg)
     file_tensors = load_file(str(adapter_dir / "adapter_model.safetensors"))
-    num_labels = file_tensors["base_model.model.classifier.weight"].shape[0]
+    head_keys = [k for k, v in file_tensors.items() if ".classifier." in k and k.endswith(".weight") and v.ndim == 2]
+    num_labels = file_tensors[head_keys[0]].shape[0] if head_keys else len(task["labels"])
     checks.note("adapter tensors", f"{len(file_tensors)} (classifier {num_labels} labels)")
     checks.note("base model dir", str(base_dir))
 
@@ -353,18 +356,23 @@ def check_lora(run: Path, cfg: dict, task: dict, rows, base_dir: Path, atol: flo
     want_layers = len([k for k in file_tensors if ".lora_A." in k])
     checks.check("LoRA layers in the model = lora_A tensors in the file", len(lora_layers) == want_layers,
                  f"{len(lora_layers)} vs {want_layers}")
-    scalings = sorted({float(m.scaling["default"]) for n, m in model.named_modules() if hasattr(m, "scaling") and "default" in getattr(m, "scaling", {})})
+    scalings = sorted(
+        {float(m.scaling["default"]) for m in model.modules() if "default" in (getattr(m, "scaling", None) or {})}
+    )
     checks.note("LoRA scaling (lora_alpha / r)", scalings)
 
     # 3. lpft's head: loaded classifier (modules_to_save) on token 0 of the adapted encoder.
     inner = model.base_model.model
     ours = first_token_logits(inner.bert, inner.classifier, batches)
     diff = max_abs(ours, theirs)
-    checks.check("LoRA logits (PeftModel bert + classifier on token 0) = lpft's", diff <= atol, f"max |diff| = {diff:.3e}")
+    checks.check(
+        "LoRA logits (PeftModel bert + classifier on token 0) = lpft's", diff <= atol, f"max |diff| = {diff:.3e}"
+    )
     checks.info["lora_max_abs_diff"] = diff
     agree = int((ours.argmax(1) == theirs.argmax(1)).sum())
     checks.note("LoRA argmax agreement", f"{agree}/{len(rows)}")
-    checks.note("PeftModel(...).logits vs lpft (pooler head, not lpft's)", f"max |diff| = {max_abs(model_logits(model, batches), theirs):.3e}")
+    pooler_diff = max_abs(model_logits(model, batches), theirs)
+    checks.note("PeftModel(...).logits vs lpft (pooler head, not lpft's)", f"max |diff| = {pooler_diff:.3e}")
     with model.disable_adapter():  # LoRA off; the trained head used explicitly (disabling swaps it too)
         plain = first_token_logits(inner.bert, inner.classifier.modules_to_save["default"], batches)
     checks.note("LoRA disabled, trained head vs lpft (LoRA's effect)", f"max |diff| = {max_abs(plain, theirs):.3e}")
@@ -396,7 +404,8 @@ def check_lora(run: Path, cfg: dict, task: dict, rows, base_dir: Path, atol: flo
     checks.check(
         "adapter tensor names = those peft's save_pretrained writes",
         peft_keys == set(file_tensors),
-        f"only in lpft {sorted(set(file_tensors) - peft_keys)[:4]}, only in peft {sorted(peft_keys - set(file_tensors))[:4]}",
+        f"only in lpft {sorted(set(file_tensors) - peft_keys)[:4]}, "
+        f"only in peft {sorted(peft_keys - set(file_tensors))[:4]}",
     )
     checks.note("config fields peft writes that lpft omits (defaults apply)", sorted(set(peft_json) - set(adapter_cfg)))
     checks.note("config fields lpft writes that peft does not", sorted(set(adapter_cfg) - set(peft_json)))
@@ -412,7 +421,8 @@ def check_lora(run: Path, cfg: dict, task: dict, rows, base_dir: Path, atol: flo
     b_val = bare_state.get(b_bare)
     checks.note(
         "bare AutoModel base + PeftModel.from_pretrained (NOT the way to load it)",
-        f"{type(bare_peft).__name__}; {len(res.unexpected_keys)}/{len(file_tensors)} adapter keys unexpected (dropped); "
+        f"{type(bare_peft).__name__}; "
+        f"{len(res.unexpected_keys)}/{len(file_tensors)} adapter keys unexpected (dropped); "
         f"{b_bare} max|.| = {float(b_val.abs().max()) if b_val is not None else 'absent'} (0 = never loaded)",
     )
 
@@ -440,7 +450,10 @@ def main() -> int:
     }
     data = args.data
     if data is None:
-        root = Path(run_cfg["data_dir"]) if run_cfg.get("data_dir") else Path(__file__).resolve().parents[2] / "shared" / "data"
+        if run_cfg.get("data_dir"):
+            root = Path(run_cfg["data_dir"])
+        else:  # shared/ beside the repository root
+            root = Path(__file__).resolve().parents[2] / "shared" / "data"
         data = root / task["file"]
     rows = read_rows(data, task["fields"])
 

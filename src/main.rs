@@ -2,7 +2,6 @@
 
 mod cli;
 
-
 use clap::Parser;
 
 /// Keeps freed tensor buffers in the process. candle allocates and frees buffers of several MB

@@ -172,27 +172,39 @@ impl Attention {
 
     /// Shapes: `xs` [b, l, h], `mask` additive [b, 1, 1, l] → [b, l, h].
     pub fn forward(&self, xs: &Tensor, mask: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        self.forward_queries(xs, xs, mask, mode)
+    }
+
+    /// Attention output for the query rows `xq` [b, lq, h] (a subset of the positions of `xs`,
+    /// e.g. only the first token) over all keys and values of `xs` [b, l, h] → [b, lq, h].
+    pub fn forward_queries(
+        &self,
+        xs: &Tensor,
+        xq: &Tensor,
+        mask: &Tensor,
+        mode: &mut Mode,
+    ) -> Result<Tensor> {
         let (b, l, h) = xs.dims3()?;
-        let split = |t: Tensor| -> Result<Tensor> {
-            Ok(t.reshape((b, l, self.heads, self.head_dim))?
+        let lq = xq.dims3()?.1;
+        let split = |t: Tensor, len: usize| -> Result<Tensor> {
+            Ok(t.reshape((b, len, self.heads, self.head_dim))?
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = split(self.query.forward(xs)?)?;
-        let k = split(self.key.forward(xs)?)?;
-        let v = split(self.value.forward(xs)?)?;
+        let q = split(self.query.forward(xq)?, lq)?;
+        let k = split(self.key.forward(xs)?, l)?;
+        let v = split(self.value.forward(xs)?, l)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = ops::softmax_last(&scores)?;
+        let probs = ops::masked_softmax(&q.matmul(&k.t()?)?, mask, scale)?;
         let probs = mode.dropout(&probs, self.attn_dropout)?;
         let ctx = probs
             .matmul(&v)?
             .transpose(1, 2)?
             .contiguous()?
-            .reshape((b, l, h))?;
+            .reshape((b, lq, h))?;
         let out = self.output.forward(&ctx)?;
         let out = mode.dropout(&out, self.hidden_dropout)?;
-        self.layer_norm.forward(&out.add(xs)?)
+        self.layer_norm.forward(&out.add(xq)?)
     }
 }
 
@@ -229,8 +241,27 @@ impl Layer {
 
     /// Shapes: `xs` [b, l, h], `mask` [b, 1, 1, l] → [b, l, h].
     pub fn forward(&self, xs: &Tensor, mask: &Tensor, mode: &mut Mode) -> Result<Tensor> {
-        let attn = self.attention.forward(xs, mask, mode)?;
-        let inter = ops::activation(&self.intermediate.forward(&attn)?, &self.act)?;
+        self.forward_queries(xs, xs, mask, mode)
+    }
+
+    /// The block's output at the query rows `xq` only (see [`Attention::forward_queries`]):
+    /// every op after attention is row-wise, so the rows are exactly those of the full output.
+    pub fn forward_queries(
+        &self,
+        xs: &Tensor,
+        xq: &Tensor,
+        mask: &Tensor,
+        mode: &mut Mode,
+    ) -> Result<Tensor> {
+        let attn = self.attention.forward_queries(xs, xq, mask, mode)?;
+        let inter = match &self.intermediate.bias {
+            Some(b) => ops::bias_activation(
+                &self.intermediate.forward_without_bias(&attn)?,
+                b,
+                &self.act,
+            )?,
+            None => ops::activation(&self.intermediate.forward(&attn)?, &self.act)?,
+        };
         let out = self.output.forward(&inter)?;
         let out = mode.dropout(&out, self.hidden_dropout)?;
         self.layer_norm.forward(&out.add(&attn)?)
@@ -278,6 +309,27 @@ impl Encoder {
             xs = layer.forward(&xs, &mask, mode)?;
         }
         Ok(xs)
+    }
+
+    /// The first token's final hidden state only. Shapes: inputs [b, l] → [b, h].
+    ///
+    /// Exactly the first row of [`Encoder::forward`]: the last layer computes its query,
+    /// attention output, FFN and LayerNorms for that row only (keys and values still see every
+    /// token), which saves most of the last layer's work. With dropout the masks of the skipped
+    /// rows are not drawn, so a train-mode run draws different (equally distributed) masks.
+    pub fn forward_first(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
+        inputs.check()?;
+        let mask = additive_mask(inputs, self.device())?;
+        let mut xs = self.embeddings.forward(inputs, mode)?;
+        let (last, rest) = match self.layers.split_last() {
+            Some(split) => split,
+            None => return Ok(xs.narrow(1, 0, 1)?.squeeze(1)?),
+        };
+        for layer in rest {
+            xs = layer.forward(&xs, &mask, mode)?;
+        }
+        let first = xs.narrow(1, 0, 1)?.contiguous()?;
+        Ok(last.forward_queries(&xs, &first, &mask, mode)?.squeeze(1)?)
     }
 }
 

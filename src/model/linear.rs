@@ -35,6 +35,16 @@ impl Linear {
 
     /// Applies the layer to the last dimension of `xs`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let ys = self.forward_without_bias(xs)?;
+        match &self.bias {
+            Some(b) => Ok(ys.broadcast_add(b)?),
+            None => Ok(ys),
+        }
+    }
+
+    /// x Wᵀ (+ the LoRA update), without the bias: for callers that fuse the bias into the next
+    /// op.
+    pub fn forward_without_bias(&self, xs: &Tensor) -> Result<Tensor> {
         let (in_dim, out_dim) = self.dims();
         let dims = xs.dims().to_vec();
         if dims.last() != Some(&in_dim) {
@@ -49,9 +59,6 @@ impl Linear {
         // would also sum the broadcast weight gradient.
         let flat = xs.reshape((rows, in_dim))?;
         let mut ys = flat.matmul(&self.weight.t()?)?;
-        if let Some(b) = &self.bias {
-            ys = ys.broadcast_add(b)?;
-        }
         if let Some(lora) = &self.lora {
             ys = ys.add(&lora.forward(&flat)?)?;
         }

@@ -5,6 +5,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod fused;
 pub mod head;
 pub mod linear;
 pub mod lora;
@@ -124,8 +125,13 @@ impl SequenceClassifier {
 
     /// φ(x). Shapes: inputs [b, l] → [b, h].
     pub fn features(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
-        let hidden = self.encoder.forward(inputs, mode)?;
-        self.pooling.apply(&hidden, inputs)
+        match self.pooling {
+            Pooling::First => self.encoder.forward_first(inputs, mode),
+            Pooling::Mean => {
+                let hidden = self.encoder.forward(inputs, mode)?;
+                self.pooling.apply(&hidden, inputs)
+            }
+        }
     }
 
     /// Logits. Shapes: inputs [b, l] → [b, C].

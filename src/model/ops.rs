@@ -7,10 +7,19 @@
 use candle_core::{Tensor, D};
 
 use crate::error::Result;
+use crate::model::fused;
 
 /// LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · γ + β (biased variance).
-/// Shapes: `xs` [.., h], `gamma`/`beta` [h].
+/// Shapes: `xs` [.., h], `gamma`/`beta` [h]. Uses the fused CPU kernel where it applies.
 pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+    if fused::applies(xs) {
+        return Ok(fused::layer_norm(xs, gamma, beta, eps)?);
+    }
+    layer_norm_composed(xs, gamma, beta, eps)
+}
+
+/// The composed reference LayerNorm (any device).
+pub fn layer_norm_composed(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let mean = xs.mean_keepdim(D::Minus1)?;
     let centred = xs.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -33,6 +42,23 @@ pub fn log_softmax_last(xs: &Tensor) -> Result<Tensor> {
     let shifted = xs.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
     Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// softmax(scale · scores + mask) over the last dimension (fused on CPU). Shapes: `scores`
+/// [b, heads, lq, lk], `mask` additive [b, 1, 1, lk].
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
+    if fused::applies(scores) {
+        return Ok(fused::masked_softmax(scores, mask, scale)?);
+    }
+    softmax_last(&(scores * scale)?.broadcast_add(mask)?)
+}
+
+/// activation(xs + bias) over the last dimension (fused on CPU for `gelu`).
+pub fn bias_activation(xs: &Tensor, bias: &Tensor, name: &str) -> Result<Tensor> {
+    if name == "gelu" && fused::applies(xs) {
+        return Ok(fused::bias_gelu(xs, bias)?);
+    }
+    activation(&xs.broadcast_add(bias)?, name)
 }
 
 /// The activation named by `hidden_act`: `gelu` (erf form), `gelu_new` (tanh form) or `relu`.

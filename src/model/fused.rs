@@ -1,0 +1,556 @@
+//! Fused CPU kernels with hand-written backward passes (issue #4).
+//!
+//! Composed from candle's elementwise ops, a LayerNorm, a masked softmax or a bias+GELU costs
+//! several full passes over memory, a fresh buffer per op and candle's thread barrier per op;
+//! these kernels do one pass per row block (rayon) and their backward is one more. Each is an
+//! exact re-implementation of the composed version in [`crate::model::ops`], which stays the
+//! reference: the tests below compare values and gradients of both. Non-CPU devices and
+//! non-f32 tensors use the composed ops.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Rows per rayon task: large enough to amortise scheduling, small enough to balance 2+ cores.
+const ROWS_PER_TASK: usize = 64;
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("{what}: f32 only");
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("{what}: contiguous input only"),
+    }
+}
+
+/// Whether the fused kernels apply to `t` (f32 on the CPU).
+pub fn applies(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == candle_core::DType::F32
+}
+
+// ---------------------------------------------------------------- LayerNorm
+
+struct LayerNormOp {
+    eps: f32,
+}
+
+fn ln_row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let h = x.len() as f32;
+    let mean = x.iter().sum::<f32>() / h;
+    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+impl CustomOp3 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "layer norm input")?;
+        let g = slice(s2, l2, "layer norm weight")?;
+        let b = slice(s3, l3, "layer norm bias")?;
+        let h = g.len();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(h * ROWS_PER_TASK)
+            .zip(x.par_chunks(h * ROWS_PER_TASK))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_mut(h).zip(xc.chunks(h)) {
+                    let (mean, rstd) = ln_row_stats(xr, self.eps);
+                    for i in 0..h {
+                        yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let h = gamma.elem_count();
+        let n = x.elem_count();
+        let x = x.contiguous()?;
+        let grad = grad.contiguous()?;
+        let out = x.apply_op3_no_bwd(gamma, &grad, &LayerNormBwdOp { eps: self.eps })?;
+        let dx = out.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dgamma = out.narrow(0, n, h)?;
+        let dbeta = out.narrow(0, n + h, h)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+/// Backward of LayerNorm: one flat output `[dx (n) | dγ (h) | dβ (h)]`.
+struct LayerNormBwdOp {
+    eps: f32,
+}
+
+impl CustomOp3 for LayerNormBwdOp {
+    fn name(&self) -> &'static str {
+        "fused-layer-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "layer norm input")?;
+        let g = slice(s2, l2, "layer norm weight")?;
+        let dy = slice(s3, l3, "layer norm grad")?;
+        let h = g.len();
+        let n = x.len();
+        let mut out = vec![0f32; n + 2 * h];
+        let (dx, rest) = out.split_at_mut(n);
+        // Per-task partial sums of dγ and dβ, reduced afterwards in a fixed order.
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(h * ROWS_PER_TASK)
+            .zip(x.par_chunks(h * ROWS_PER_TASK))
+            .zip(dy.par_chunks(h * ROWS_PER_TASK))
+            .map(|((dxc, xc), dyc)| {
+                let mut dg = vec![0f32; h];
+                let mut db = vec![0f32; h];
+                let mut xhat = vec![0f32; h];
+                for ((dxr, xr), dyr) in dxc.chunks_mut(h).zip(xc.chunks(h)).zip(dyc.chunks(h)) {
+                    let (mean, rstd) = ln_row_stats(xr, self.eps);
+                    let (mut s1, mut s2) = (0f32, 0f32);
+                    for i in 0..h {
+                        xhat[i] = (xr[i] - mean) * rstd;
+                        let gy = dyr[i] * g[i];
+                        s1 += gy;
+                        s2 += gy * xhat[i];
+                        dg[i] += dyr[i] * xhat[i];
+                        db[i] += dyr[i];
+                    }
+                    let (m1, m2) = (s1 / h as f32, s2 / h as f32);
+                    for i in 0..h {
+                        dxr[i] = rstd * (dyr[i] * g[i] - m1 - xhat[i] * m2);
+                    }
+                }
+                (dg, db)
+            })
+            .collect();
+        let (dgamma, dbeta) = rest.split_at_mut(h);
+        for (dg, db) in &partials {
+            for i in 0..h {
+                dgamma[i] += dg[i];
+                dbeta[i] += db[i];
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(n + 2 * h)))
+    }
+}
+
+/// LayerNorm over the last dimension (fused on CPU; see [`crate::model::ops::layer_norm`]).
+pub fn layer_norm(
+    xs: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let xs = xs.contiguous()?;
+    xs.apply_op3_arc(
+        gamma,
+        beta,
+        std::sync::Arc::new(Box::new(LayerNormOp { eps: eps as f32 })),
+    )
+}
+
+// ------------------------------------------------------- masked, scaled softmax
+
+/// softmax(scale · s + mask) over the last dim; `s` [b, heads, lq, lk], `mask` [b, 1, 1, lk].
+struct MaskedSoftmaxOp {
+    scale: f32,
+}
+
+impl CustomOp2 for MaskedSoftmaxOp {
+    fn name(&self) -> &'static str {
+        "fused-masked-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let s = slice(s1, l1, "attention scores")?;
+        let m = slice(s2, l2, "attention mask")?;
+        let (b, heads, lq, lk) = l1.shape().dims4()?;
+        if m.len() != b * lk {
+            candle_core::bail!("attention mask has {} values, expected {}", m.len(), b * lk);
+        }
+        let rows_per_batch = heads * lq;
+        let mut p = vec![0f32; s.len()];
+        p.par_chunks_mut(lk * ROWS_PER_TASK)
+            .zip(s.par_chunks(lk * ROWS_PER_TASK))
+            .enumerate()
+            .for_each(|(task, (pc, sc))| {
+                for (r, (pr, sr)) in pc.chunks_mut(lk).zip(sc.chunks(lk)).enumerate() {
+                    let row = task * ROWS_PER_TASK + r;
+                    let mr = &m[(row / rows_per_batch) * lk..][..lk];
+                    let mut max = f32::NEG_INFINITY;
+                    for j in 0..lk {
+                        let v = sr[j] * self.scale + mr[j];
+                        pr[j] = v;
+                        max = max.max(v);
+                    }
+                    let mut sum = 0f32;
+                    for v in pr.iter_mut() {
+                        *v = (*v - max).exp();
+                        sum += *v;
+                    }
+                    let inv = 1.0 / sum;
+                    for v in pr.iter_mut() {
+                        *v *= inv;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(p), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _s: &Tensor,
+        _mask: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let ds = res.apply_op2_no_bwd(&grad, &SoftmaxBwdOp { scale: self.scale })?;
+        Ok((Some(ds), None))
+    }
+}
+
+/// ds = scale · p ⊙ (g − Σ_j g_j p_j), row-wise.
+struct SoftmaxBwdOp {
+    scale: f32,
+}
+
+impl CustomOp2 for SoftmaxBwdOp {
+    fn name(&self) -> &'static str {
+        "fused-softmax-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let p = slice(s1, l1, "softmax output")?;
+        let g = slice(s2, l2, "softmax grad")?;
+        let lk = *l1.shape().dims().last().unwrap_or(&1);
+        let mut ds = vec![0f32; p.len()];
+        ds.par_chunks_mut(lk * ROWS_PER_TASK)
+            .zip(p.par_chunks(lk * ROWS_PER_TASK))
+            .zip(g.par_chunks(lk * ROWS_PER_TASK))
+            .for_each(|((dc, pc), gc)| {
+                for ((dr, pr), gr) in dc.chunks_mut(lk).zip(pc.chunks(lk)).zip(gc.chunks(lk)) {
+                    let dot: f32 = pr.iter().zip(gr).map(|(a, b)| a * b).sum();
+                    for j in 0..lk {
+                        dr[j] = self.scale * pr[j] * (gr[j] - dot);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(ds), l1.shape().clone()))
+    }
+}
+
+/// softmax(scale · scores + mask) over the last dim. Shapes: `scores` [b, heads, lq, lk],
+/// `mask` additive [b, 1, 1, lk] (a constant: it gets no gradient).
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+    let scores = scores.contiguous()?;
+    let mask = mask.contiguous()?;
+    scores.apply_op2_arc(
+        &mask,
+        std::sync::Arc::new(Box::new(MaskedSoftmaxOp {
+            scale: scale as f32,
+        })),
+    )
+}
+
+// ---------------------------------------------------------------- bias + GELU
+
+const INV_SQRT2: f32 = std::f32::consts::FRAC_1_SQRT_2;
+/// 1/√(2π).
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * INV_SQRT2))
+}
+
+fn gelu_grad(x: f32) -> f32 {
+    0.5 * (1.0 + libm::erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+}
+
+/// gelu_erf(x + bias) over the last dim; `bias` [f].
+struct BiasGeluOp;
+
+impl CustomOp2 for BiasGeluOp {
+    fn name(&self) -> &'static str {
+        "fused-bias-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "gelu input")?;
+        let b = slice(s2, l2, "gelu bias")?;
+        let f = b.len();
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(f * ROWS_PER_TASK)
+            .zip(x.par_chunks(f * ROWS_PER_TASK))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_mut(f).zip(xc.chunks(f)) {
+                    for i in 0..f {
+                        yr[i] = gelu(xr[i] + b[i]);
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = x.elem_count();
+        let f = bias.elem_count();
+        let x = x.contiguous()?;
+        let grad = grad.contiguous()?;
+        let out = x.apply_op3_no_bwd(bias, &grad, &BiasGeluBwdOp)?;
+        let dx = out.narrow(0, 0, n)?.reshape(x.shape())?;
+        let db = out.narrow(0, n, f)?;
+        Ok((Some(dx), Some(db)))
+    }
+}
+
+/// Backward of bias+GELU: one flat output `[dx (n) | dbias (f)]`.
+struct BiasGeluBwdOp;
+
+impl CustomOp3 for BiasGeluBwdOp {
+    fn name(&self) -> &'static str {
+        "fused-bias-gelu-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, "gelu input")?;
+        let b = slice(s2, l2, "gelu bias")?;
+        let g = slice(s3, l3, "gelu grad")?;
+        let f = b.len();
+        let n = x.len();
+        let mut out = vec![0f32; n + f];
+        let (dx, dbias) = out.split_at_mut(n);
+        let partials: Vec<Vec<f32>> = dx
+            .par_chunks_mut(f * ROWS_PER_TASK)
+            .zip(x.par_chunks(f * ROWS_PER_TASK))
+            .zip(g.par_chunks(f * ROWS_PER_TASK))
+            .map(|((dc, xc), gc)| {
+                let mut db = vec![0f32; f];
+                for ((dr, xr), gr) in dc.chunks_mut(f).zip(xc.chunks(f)).zip(gc.chunks(f)) {
+                    for i in 0..f {
+                        let d = gr[i] * gelu_grad(xr[i] + b[i]);
+                        dr[i] = d;
+                        db[i] += d;
+                    }
+                }
+                db
+            })
+            .collect();
+        for db in &partials {
+            for i in 0..f {
+                dbias[i] += db[i];
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(n + f)))
+    }
+}
+
+/// gelu_erf(xs + bias) over the last dim. Shapes: `xs` [.., f], `bias` [f].
+pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+    let xs = xs.contiguous()?;
+    xs.apply_op2_arc(bias, std::sync::Arc::new(Box::new(BiasGeluOp)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops;
+    use crate::rng::{normal_vec, Streams};
+    use candle_core::{Device, Var};
+
+    /// f32 kernels against f32 composed ops: different summation orders only.
+    const VALUE_TOL: f32 = 1e-5;
+    /// Relative L2 error of gradients (f32 on both sides).
+    const GRAD_REL_TOL: f32 = 1e-5;
+
+    fn randn(shape: &[usize], seed: u64, std: f32) -> Tensor {
+        let n = shape.iter().product();
+        let v = normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, std);
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        let num: f32 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f32>()
+            .sqrt();
+        let den: f32 = b.iter().map(|y| y * y).sum::<f32>().sqrt().max(1e-12);
+        assert!(num / den <= tol, "{what}: relative error {}", num / den);
+    }
+
+    #[test]
+    fn layer_norm_matches_composed_forward_and_backward() {
+        let x = Var::from_tensor(&randn(&[3, 70, 48], 1, 2.0)).unwrap();
+        let g = Var::from_tensor(&(randn(&[48], 2, 0.2) + 1.0).unwrap()).unwrap();
+        let b = Var::from_tensor(&randn(&[48], 3, 0.1)).unwrap();
+        let w = randn(&[3, 70, 48], 4, 1.0);
+        let fused = layer_norm(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+        let composed =
+            ops::layer_norm_composed(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+        close(&fused, &composed, VALUE_TOL, "layer norm values");
+        let gf = fused
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = composed
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (v, name) in [(&x, "dx"), (&g, "dgamma"), (&b, "dbeta")] {
+            close(
+                gf.get(v.as_tensor()).unwrap(),
+                gc.get(v.as_tensor()).unwrap(),
+                GRAD_REL_TOL,
+                name,
+            );
+        }
+    }
+
+    #[test]
+    fn masked_softmax_matches_composed_forward_and_backward() {
+        let s = Var::from_tensor(&randn(&[2, 3, 5, 7], 5, 3.0)).unwrap();
+        let mut m = vec![0f32; 14];
+        m[5] = f32::MIN;
+        m[6] = f32::MIN;
+        m[13] = f32::MIN;
+        let mask = Tensor::from_vec(m, (2, 1, 1, 7), &Device::Cpu).unwrap();
+        let w = randn(&[2, 3, 5, 7], 6, 1.0);
+        let fused = masked_softmax(s.as_tensor(), &mask, 0.25).unwrap();
+        let composed = ops::softmax_last(
+            &(s.as_tensor() * 0.25)
+                .unwrap()
+                .broadcast_add(&mask)
+                .unwrap(),
+        )
+        .unwrap();
+        close(&fused, &composed, VALUE_TOL, "softmax values");
+        let gf = fused
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = composed
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        close(
+            gf.get(s.as_tensor()).unwrap(),
+            gc.get(s.as_tensor()).unwrap(),
+            GRAD_REL_TOL,
+            "dscores",
+        );
+    }
+
+    #[test]
+    fn bias_gelu_matches_composed_forward_and_backward() {
+        let x = Var::from_tensor(&randn(&[130, 37], 7, 2.0)).unwrap();
+        let b = Var::from_tensor(&randn(&[37], 8, 0.5)).unwrap();
+        let w = randn(&[130, 37], 9, 1.0);
+        let fused = bias_gelu(x.as_tensor(), b.as_tensor()).unwrap();
+        let composed = x
+            .as_tensor()
+            .broadcast_add(b.as_tensor())
+            .unwrap()
+            .gelu_erf()
+            .unwrap();
+        close(&fused, &composed, VALUE_TOL, "gelu values");
+        let gf = fused
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gc = composed
+            .mul(&w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        // candle's composed GELU backward uses 1/√(2π) rounded to 6 digits (0.398942).
+        close(
+            gf.get(x.as_tensor()).unwrap(),
+            gc.get(x.as_tensor()).unwrap(),
+            1e-5,
+            "dx",
+        );
+        close(
+            gf.get(b.as_tensor()).unwrap(),
+            gc.get(b.as_tensor()).unwrap(),
+            1e-5,
+            "dbias",
+        );
+    }
+}
