@@ -256,6 +256,27 @@ pub enum Error {
     /// Stratified k-fold cannot split: every class has fewer examples than folds.
     #[error("cannot make {folds} stratified folds: the largest class has {largest} examples")]
     TooFewForFolds { folds: usize, largest: usize },
+
+    // -- analysis --
+    /// A kernel entry is NaN or infinite; `row`/`col` index the flattened `[n1·C, n2·C]` matrix.
+    #[error("kernel entry [{row}, {col}] is {value}, not finite")]
+    NonFiniteKernel { row: usize, col: usize, value: f64 },
+    /// A statistic divides by a norm that is zero (an all-zero feature vector, kernel or
+    /// denominator); `index` is the offending row or sample, if one is.
+    #[error(
+        "{what} has zero norm{}",
+        .index.map(|i| format!(" at index {i}")).unwrap_or_default()
+    )]
+    ZeroNorm {
+        what: &'static str,
+        index: Option<usize>,
+    },
+    /// A matrix decomposition (faer) did not converge.
+    #[error("{decomposition} of the {what} did not converge")]
+    DecompositionFailed {
+        what: &'static str,
+        decomposition: &'static str,
+    },
 }
 
 /// The library's result type.

@@ -12,12 +12,14 @@
 //!
 //! Every random number comes from [`rng::Streams`], so a seed fixes a run.
 
+pub mod analysis;
 pub mod calibration;
 pub mod data;
 pub mod error;
 pub mod fsutil;
 pub mod methods;
 pub mod model;
+pub mod ntk;
 pub mod probe;
 pub mod rng;
 

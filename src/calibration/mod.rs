@@ -14,6 +14,7 @@
 //! and `T` is bounded to `[t_min, t_max]`.
 
 pub mod metrics;
+pub mod run;
 pub mod temperature;
 
 pub use metrics::{compute, Metrics, ReliabilityBin, ECE_BINS};

@@ -1,6 +1,8 @@
 //! Subcommands: one file each, a clap `Args` struct and a short `run` over the library.
 
+mod analyze;
 mod bench;
+mod calibrate;
 mod common;
 mod data;
 mod eval;
@@ -51,6 +53,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Predict labels and probabilities for a file of texts with a trained run.
     Predict(predict::PredictArgs),
+    /// Temperature scaling of trained runs: fit T on validation, report test ECE/MCE/NLL.
+    Calibrate(calibrate::CalibrateArgs),
+    /// Feature statistics of trained runs against the pre-trained encoder (Table 1).
+    Analyze(analyze::AnalyzeArgs),
     /// Time encoder workloads (forward throughput on a fixed batch).
     Bench(bench::BenchArgs),
 }
@@ -85,6 +91,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Predict(a) => predict::run(a),
+        Command::Calibrate(a) => calibrate::run(a),
+        Command::Analyze(a) => analyze::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 
 use lpft::calibration::metrics::softmax_rows;
+use lpft::calibration::run::read_temperature;
 use lpft::data::{self, FileFormat, FileSpec, LabelMap};
 use lpft::methods::evaluate;
 use lpft::methods::load::load_run;
@@ -57,6 +58,12 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     )?;
     let labels = &trained.metrics.labels;
     let c = labels.len();
+    // A temperature fitted by `lpft calibrate` rescales the logits (argmax unchanged).
+    let temperature = read_temperature(&args.run)?;
+    let logits: Vec<f64> = match temperature {
+        Some(t) => logits.iter().map(|z| z / t).collect(),
+        None => logits,
+    };
     let probs = softmax_rows(&logits, c);
     let mut lines = Vec::with_capacity(examples.len());
     for row in probs.chunks(c) {
@@ -69,7 +76,15 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             .zip(row)
             .map(|(l, &p)| (l.clone(), serde_json::json!(p)))
             .collect();
-        lines.push(serde_json::json!({"label": labels[best], "label_id": best, "probabilities": probabilities}).to_string());
+        lines.push(
+            serde_json::json!({
+                "label": labels[best],
+                "label_id": best,
+                "probabilities": probabilities,
+                "temperature": temperature.unwrap_or(1.0),
+            })
+            .to_string(),
+        );
     }
     let text = lines.join("\n") + "\n";
     match &args.out {

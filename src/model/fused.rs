@@ -554,3 +554,149 @@ mod tests {
         );
     }
 }
+
+// ------------------------------------------------- linear map by a frozen weight
+
+/// x ↦ x Wᵀ for a constant W [out, in]: the backward returns dx = g W only. candle's matmul
+/// backward always computes the weight gradient too, which for frozen weights (LoRA, eNTK
+/// w.r.t. a subset) is a full GEMM per layer thrown away.
+struct FrozenMatmulOp {
+    /// W [out, in], contiguous.
+    weight: Tensor,
+}
+
+impl candle_core::CustomOp1 for FrozenMatmulOp {
+    fn name(&self) -> &'static str {
+        "frozen-matmul"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s, l, "frozen matmul input")?;
+        let (out_dim, in_dim) = self.weight.dims2()?;
+        let rows = x.len() / in_dim.max(1);
+        if rows * in_dim != x.len() {
+            candle_core::bail!(
+                "frozen matmul: input of {} values is not [.., {in_dim}]",
+                x.len()
+            );
+        }
+        let (ws, wl) = self.weight.storage_and_layout();
+        let candle_core::Storage::Cpu(ws) = &*ws else {
+            candle_core::bail!("frozen matmul: weight not on the CPU");
+        };
+        let w = slice(ws, wl, "frozen matmul weight")?;
+        let mut y = vec![0f32; rows * out_dim];
+        let threads = candle_core::utils::get_num_threads();
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        // SAFETY: y is [rows, out] row-major (row stride out, column stride 1); x is
+        // [rows, in] row-major; Wᵀ[k, j] = W[j, k] lives at j·in + k, so the right-hand side has
+        // row stride 1 and column stride in. All three buffers have exactly the sizes these
+        // strides address, and y does not alias x or W.
+        unsafe {
+            gemm::gemm(
+                rows,
+                out_dim,
+                in_dim,
+                y.as_mut_ptr(),
+                1,
+                out_dim as isize,
+                false,
+                x.as_ptr(),
+                1,
+                in_dim as isize,
+                w.as_ptr(),
+                in_dim as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+        let mut dims = l.shape().dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = out_dim;
+        }
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (out_dim, _) = self.weight.dims2()?;
+        let rows = grad.elem_count() / out_dim;
+        let dx = grad
+            .reshape((rows, out_dim))?
+            .matmul(&self.weight)?
+            .reshape(x.shape())?;
+        Ok(Some(dx))
+    }
+}
+
+/// x Wᵀ for a constant weight W [out, in] whose gradient is not needed. Shapes: `xs`
+/// [rows, in] → [rows, out].
+pub fn frozen_matmul(xs: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
+    let xs = xs.contiguous()?;
+    let weight = weight.contiguous()?;
+    xs.apply_op1_arc(std::sync::Arc::new(Box::new(FrozenMatmulOp { weight })))
+}
+
+#[cfg(test)]
+mod frozen_tests {
+    use super::*;
+    use crate::rng::{normal_vec, Streams};
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn frozen_matmul_matches_matmul_and_its_input_gradient() {
+        let v = |n, seed| normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, 1.0);
+        let x = Var::from_tensor(&Tensor::from_vec(v(33 * 20, 1), (33, 20), &Device::Cpu).unwrap())
+            .unwrap();
+        let w = Tensor::from_vec(v(7 * 20, 2), (7, 20), &Device::Cpu).unwrap();
+        let g = Tensor::from_vec(v(33 * 7, 3), (33, 7), &Device::Cpu).unwrap();
+        let fused = frozen_matmul(x.as_tensor(), &w).unwrap();
+        let plain = x.as_tensor().matmul(&w.t().unwrap()).unwrap();
+        let diff = (&fused - &plain)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "values differ by {diff}");
+        let gf = fused
+            .mul(&g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gp = plain
+            .mul(&g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let a = gf.get(x.as_tensor()).unwrap();
+        let b = gp.get(x.as_tensor()).unwrap();
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "dx differs by {diff}");
+        assert!(
+            gf.get(&w).is_none(),
+            "no gradient is computed for the frozen weight"
+        );
+    }
+}

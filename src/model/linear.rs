@@ -58,7 +58,13 @@ impl Linear {
         // One 2-D GEMM over all rows: cheaper than a broadcast batched matmul, whose backward
         // would also sum the broadcast weight gradient.
         let flat = xs.reshape((rows, in_dim))?;
-        let mut ys = flat.matmul(&self.weight.t()?)?;
+        // A frozen weight under autograd (LoRA, eNTK w.r.t. a subset): skip its gradient.
+        let frozen = !self.weight.is_variable() && flat.track_op();
+        let mut ys = if frozen && crate::model::fused::applies(&flat) {
+            crate::model::fused::frozen_matmul(&flat, &self.weight)?
+        } else {
+            flat.matmul(&self.weight.t()?)?
+        };
         if let Some(lora) = &self.lora {
             ys = ys.add(&lora.forward(&flat)?)?;
         }

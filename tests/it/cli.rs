@@ -38,7 +38,18 @@ fn tiny(name: &str) -> String {
 #[test]
 fn help_works_for_every_subcommand() {
     let top = ok(&["--help"]);
-    for sub in ["fetch-model", "inspect", "data", "features", "bench"] {
+    for sub in [
+        "fetch-model",
+        "inspect",
+        "data",
+        "features",
+        "train",
+        "eval",
+        "predict",
+        "calibrate",
+        "analyze",
+        "bench",
+    ] {
         assert!(top.contains(sub), "top-level help lists {sub}");
         ok(&[sub, "--help"]);
     }
@@ -165,4 +176,131 @@ fn errors_name_what_is_wrong() {
     let missing = Path::new("/nonexistent/model-dir").display().to_string();
     let err = fails(&["inspect", "--model", &missing]);
     assert!(err.contains("/nonexistent/model-dir"), "{err}");
+}
+
+/// train → eval → calibrate → predict → analyze through the binary, on the tiny model.
+#[test]
+fn pipeline_from_train_to_analysis() {
+    let dir = util::temp_dir("pipeline");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 60, 24);
+    let runs = dir.path().join("runs");
+    let (data_s, runs_s, model) = (
+        data.display().to_string(),
+        runs.display().to_string(),
+        tiny("tiny-bert"),
+    );
+    for method in ["lp", "lp-ft"] {
+        let out = ok(&[
+            "train",
+            "--task",
+            "cb",
+            "--method",
+            method,
+            "--model",
+            &model,
+            "--data-dir",
+            &data_s,
+            "--out",
+            &runs_s,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--lr",
+            "1e-3",
+            "--seed",
+            "7",
+        ]);
+        assert!(out.contains("test"), "{out}");
+    }
+    let lpft_dir = runs.join("cb/lp-ft/seed-7");
+    let run_s = lpft_dir.display().to_string();
+    // Running the same cell again refuses to overwrite a finished run.
+    let err = fails(&[
+        "train",
+        "--task",
+        "cb",
+        "--method",
+        "lp-ft",
+        "--model",
+        &model,
+        "--data-dir",
+        &data_s,
+        "--out",
+        &runs_s,
+        "--epochs",
+        "2",
+        "--seed",
+        "7",
+    ]);
+    assert!(err.contains("--overwrite"), "{err}");
+    let out = ok(&["eval", "--run", &run_s, "--split", "validation"]);
+    assert!(out.contains("accuracy"), "{out}");
+    assert!(lpft_dir.join("eval/cb-validation.json").exists());
+    let out = ok(&["calibrate", "--run", &run_s]);
+    assert!(out.contains(&run_s), "{out}");
+    let cal: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lpft_dir.join("calibration.json")).unwrap())
+            .unwrap();
+    let t = cal["temperature"]["t"].as_f64().unwrap();
+    assert!(t > 0.0);
+    assert_eq!(cal["reliability_before"].as_array().unwrap().len(), 15);
+    let input = dir.path().join("new.jsonl");
+    std::fs::write(
+        &input,
+        "{\"premise\": \"the cat is good today.\", \"hypothesis\": \"yes , the cat is good\"}\n{\"premise\": \"a man was here.\", \"hypothesis\": \"no , a man was here\"}\n",
+    )
+    .unwrap();
+    let out = ok(&[
+        "predict",
+        "--run",
+        &run_s,
+        "--input",
+        &input.display().to_string(),
+        "--text-a",
+        "premise",
+        "--text-b",
+        "hypothesis",
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        let p: f64 = l["probabilities"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((p - 1.0).abs() < 1e-9, "probabilities sum to 1: {l}");
+        assert_eq!(
+            l["temperature"].as_f64().unwrap(),
+            t,
+            "predict applies the fitted temperature"
+        );
+    }
+    let out = ok(&["analyze", "--runs", &runs_s, "--split", "test"]);
+    assert!(
+        out.contains("Pre-trained") && out.contains("lp-ft"),
+        "{out}"
+    );
+    let a: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lpft_dir.join("analysis.json")).unwrap())
+            .unwrap();
+    assert!(
+        a["run"]["diff"].as_f64().unwrap() > 0.0,
+        "LP-FT changed the features"
+    );
+    let lp: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join("cb/lp/seed-7/analysis.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        lp["run"]["diff"].is_null(),
+        "LP keeps the pre-trained features"
+    );
+    assert_eq!(lp["run"]["cs"], lp["pretrained"]["cs"]);
 }

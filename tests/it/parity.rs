@@ -410,6 +410,9 @@ fn first_token_path_equals_the_full_forward() {
         let (d, _) = util::max_abs_diff(&util::values(&first), &util::values(&full_first));
         // Same arithmetic on fewer rows: GEMM blocking changes the f32 summation order
         // (measured 1.1e-6 on hidden states of magnitude ~1-10).
-        assert!(d <= FORWARD_ABS_TOL, "{name}: first-token path differs by {d}");
+        assert!(
+            d <= FORWARD_ABS_TOL,
+            "{name}: first-token path differs by {d}"
+        );
     }
 }

@@ -1,0 +1,54 @@
+//! `lpft calibrate --run DIR`: temperature scaling fitted on validation NLL (spec §9).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use lpft::calibration::run::calibrate_run;
+use lpft::calibration::{TemperatureParams, TsMethod};
+use lpft::methods::run::write_json;
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Finished run directories.
+    #[arg(long, required = true, num_args = 1..)]
+    pub run: Vec<PathBuf>,
+    /// Optimiser: `lbfgs` (exact minimiser of validation NLL, default) or `adam` (the paper's
+    /// Adam, lr 1e-3, T0 = 1, patience 10).
+    #[arg(long, default_value = "lbfgs")]
+    pub method: String,
+}
+
+pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
+    let params = match args.method.as_str() {
+        "lbfgs" => TemperatureParams::default(),
+        "adam" => TemperatureParams {
+            method: TsMethod::Adam,
+            ..TemperatureParams::paper()
+        },
+        other => anyhow::bail!("--method {other}: expected lbfgs or adam"),
+    };
+    println!(
+        "{:<40} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "run", "T", "ECE", "ECE(TS)", "MCE", "MCE(TS)", "NLL", "NLL(TS)"
+    );
+    for dir in &args.run {
+        let report = calibrate_run(dir, &params)
+            .with_context(|| format!("calibrating {}", dir.display()))?;
+        write_json(&dir.join("calibration.json"), &report)?;
+        let (b, a) = (&report.test_before, &report.test_after);
+        println!(
+            "{:<40} {:>7.3} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>8.4}",
+            dir.display(),
+            report.temperature.t,
+            b.ece,
+            a.ece,
+            b.mce,
+            a.mce,
+            b.nll,
+            a.nll
+        );
+    }
+    Ok(())
+}
