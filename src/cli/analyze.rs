@@ -54,21 +54,25 @@ struct Analysis {
     run: FeatureStats,
 }
 
-pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
-    let runs: Vec<PathBuf> = args.runs.iter().flat_map(|r| find_runs(r)).collect();
-    anyhow::ensure!(
-        !runs.is_empty(),
-        "no finished runs (metrics.json) under {:?}",
-        args.runs
-    );
+/// One row of Table 1: a run (or the pre-trained encoder) and its statistics.
+pub struct Row {
+    /// The run directory, or `None` for the pre-trained encoder.
+    pub run: Option<PathBuf>,
+    pub method: Method,
+    pub stats: FeatureStats,
+}
+
+/// Feature statistics of `runs` on `split` against the pre-trained encoder; writes each run's
+/// `analysis.json`. A pre-trained row precedes the first run of each (model, task).
+pub fn analyze_runs(runs: &[PathBuf], split: Split) -> anyhow::Result<Vec<Row>> {
     // Pre-trained features are shared by every run on the same (model, task, split).
     let mut pretrained: BTreeMap<(String, String), (Vec<f64>, FeatureStats)> = BTreeMap::new();
-    let mut rows: Vec<(String, Method, FeatureStats)> = Vec::new();
-    for dir in &runs {
+    let mut rows: Vec<Row> = Vec::new();
+    for dir in runs {
         let trained = load_run(dir).with_context(|| format!("loading {}", dir.display()))?;
         let cfg = &trained.config;
         let task = load_task(cfg)?;
-        let examples = task.split(args.split);
+        let examples = task.split(split);
         let labels: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(0)).collect();
         let texts: Vec<(&str, Option<&str>)> = examples
             .iter()
@@ -78,12 +82,16 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         let n = enc.len();
         let d = trained.files.config.hidden_size;
         let c = task.labels.len();
-        let key = (cfg.model.clone(), format!("{}/{}", cfg.task, args.split));
+        let key = (cfg.model.clone(), format!("{}/{}", cfg.task, split));
         if !pretrained.contains_key(&key) {
             let base = base_model(&trained.files, c)?;
             let phi0 = features(&base, &trained.tokenizer, &enc, cfg.train.eval_batch_size)?;
             let stats = FeatureStats::compute(&phi0, n, d, &labels, c, None, None)?;
-            rows.push(("Pre-trained".into(), Method::Lp, stats.clone()));
+            rows.push(Row {
+                run: None,
+                method: Method::Lp,
+                stats: stats.clone(),
+            });
             pretrained.insert(key.clone(), (phi0, stats));
         }
         let (phi0, stats0) = &pretrained[&key];
@@ -105,13 +113,28 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         write_json(
             &dir.join("analysis.json"),
             &Analysis {
-                split: args.split,
+                split,
                 pretrained: stats0.clone(),
                 run: stats.clone(),
             },
         )?;
-        rows.push((dir.display().to_string(), cfg.method, stats));
+        rows.push(Row {
+            run: Some(dir.clone()),
+            method: cfg.method,
+            stats,
+        });
     }
+    Ok(rows)
+}
+
+pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
+    let runs: Vec<PathBuf> = args.runs.iter().flat_map(|r| find_runs(r)).collect();
+    anyhow::ensure!(
+        !runs.is_empty(),
+        "no finished runs (metrics.json) under {:?}",
+        args.runs
+    );
+    let rows = analyze_runs(&runs, args.split)?;
     println!(
         "Table 1 layout ({} split): feature statistics and classifier norm",
         args.split
@@ -121,12 +144,12 @@ pub fn run(args: AnalyzeArgs) -> anyhow::Result<()> {
         "run", "method", "CS(F)", "Diff(F)", "FDR(F)", "Norm(C)"
     );
     let fmt = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.4}"));
-    for (name, method, s) in &rows {
-        let m = if name == "Pre-trained" {
-            "–".to_string()
-        } else {
-            method.to_string()
+    for row in &rows {
+        let (name, m) = match &row.run {
+            Some(dir) => (dir.display().to_string(), row.method.to_string()),
+            None => ("Pre-trained".to_string(), "–".to_string()),
         };
+        let s = &row.stats;
         println!(
             "{:<44} {:>8} {:>10.4} {:>10} {:>10.4} {:>10}",
             name,

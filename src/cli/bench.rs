@@ -4,7 +4,8 @@
 //! tokens (as the reference pads), so figures compare with `bench/pytorch/bench.py`.
 //! Workloads: `forward` (eval, no autograd), `ft-step` (forward + backward + clip + AdamW on all
 //! parameters, dropout on), `lora-step` (LoRA r 8 on query/value), `grad-logit` (gradient of
-//! one logit of one example w.r.t. all parameters, eval mode).
+//! one logit of one example w.r.t. all parameters, eval mode), `lp-fit` (LP on cached features:
+//! cross-validated logistic regression on CB's 225 training features, features not timed).
 
 use std::path::PathBuf;
 
@@ -29,6 +30,8 @@ pub enum Workload {
     FtStep,
     LoraStep,
     GradLogit,
+    /// LP on cached features: `LogisticRegressionCV` defaults on CB's 225 training features.
+    LpFit,
 }
 
 #[derive(Args, Debug)]
@@ -197,6 +200,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     2.0 * forward_flops(cfg, args.batch, args.seq),
                 )
             }
+            Workload::LpFit => {
+                let (model, _) = build(&files, Trainable::None, None)?;
+                let tok128 = TextTokenizer::load(
+                    &files.tokenizer,
+                    files.config.pad_token_id,
+                    TokenizeConfig::default(),
+                )?;
+                let train: Vec<(&str, Option<&str>)> = task
+                    .train
+                    .iter()
+                    .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
+                    .collect();
+                let y: Vec<usize> = task.train.iter().map(|e| e.label.unwrap_or(0)).collect();
+                let enc = tok128.encode(&train)?;
+                let x = lpft::methods::lp::features(&model, &tok128, &enc, 32)?;
+                let d = cfg.hidden_size;
+                let params = lpft::probe::cv::LogRegCvParams::default();
+                let t = time(args.iters, || {
+                    params.fit(&x, y.len(), d, &y, task.labels.len())?;
+                    Ok(())
+                })?;
+                ("lp-fit", t, 0.0)
+            }
             Workload::GradLogit => {
                 let (model, _) = build(&files, Trainable::All, None)?;
                 let t = time(args.iters, || {
@@ -210,7 +236,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{{\"workload\":\"{name}\",\"model\":\"{}\",\"batch\":{},\"seq\":{},\"threads\":{threads},\"dropout\":{},\"seconds_median\":{median:.4},\"seconds_min\":{min:.4},\"gflops\":{:.1},\"peak_rss_mib\":{:.0}}}",
             resolved.name,
-            if w == Workload::GradLogit { 1 } else { args.batch },
+            match w {
+                Workload::GradLogit => 1,
+                Workload::LpFit => task.train.len(),
+                _ => args.batch,
+            },
             args.seq,
             !args.no_dropout && matches!(w, Workload::FtStep | Workload::LoraStep),
             flops / median / 1e9,

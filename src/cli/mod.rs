@@ -9,7 +9,9 @@ mod eval;
 mod features;
 mod fetch_model;
 mod inspect;
+mod lp_path;
 mod predict;
+mod sweep_norm;
 mod train;
 
 use clap::{Args, Parser, Subcommand};
@@ -57,6 +59,10 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Feature statistics of trained runs against the pre-trained encoder (Table 1).
     Analyze(analyze::AnalyzeArgs),
+    /// Norm-scaling sweep: scale the head by κ before the gradient stage, record Diff(F).
+    SweepNorm(sweep_norm::SweepNormArgs),
+    /// LP classifier norm and training accuracy against the L-BFGS iteration budget.
+    LpPath(lp_path::LpPathArgs),
     /// Time encoder workloads (forward throughput on a fixed batch).
     Bench(bench::BenchArgs),
 }
@@ -93,6 +99,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Analyze(a) => analyze::run(a),
+        Command::SweepNorm(a) => sweep_norm::run(a),
+        Command::LpPath(a) => lp_path::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

@@ -915,19 +915,4 @@ mod tests {
             assert!(test.iter().all(|e| e.label.is_none()), "{name}");
         }
     }
-
-    /// SST-2 (67k rows) must load well under a second in release; run with
-    /// `cargo test --release -- --ignored --nocapture sst2_load_time`.
-    #[test]
-    #[ignore = "timing; run in release"]
-    fn sst2_load_time() {
-        let Some(dir) = real_data_dir() else {
-            return;
-        };
-        let start = std::time::Instant::now();
-        let data = load("sst2", &dir);
-        let elapsed = start.elapsed();
-        println!("sst2: {} examples in {elapsed:?}", data.train.len());
-        assert!(elapsed.as_secs_f64() < 0.5, "{elapsed:?}");
-    }
 }

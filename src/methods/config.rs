@@ -215,6 +215,15 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// LoRA settings (used by LoRA and LP-LoRA).
     pub lora: LoraConfig,
+    /// κ of the norm-scaling experiment (spec §8.2): the head V is multiplied by κ right
+    /// before the gradient stage (after random init for FT/LoRA, after LP for LP-FT/LP-LoRA).
+    /// INFERRED: V only, b is not scaled. 1 = no scaling.
+    #[serde(default = "one")]
+    pub head_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl RunConfig {
@@ -242,6 +251,7 @@ impl RunConfig {
                 eval_batch_size: 32,
             },
             lora: LoraConfig::default(),
+            head_scale: 1.0,
         }
     }
 
@@ -279,6 +289,12 @@ impl RunConfig {
         }
         if self.method.uses_lora() {
             self.lora.validate()?;
+        }
+        if !(self.head_scale > 0.0 && self.head_scale.is_finite()) {
+            return Err(bad(
+                "head_scale",
+                format!("{} is not a positive number", self.head_scale),
+            ));
         }
         if self.max_train_samples == Some(0) {
             return Err(bad("max_train_samples", "must be at least 1".into()));

@@ -69,6 +69,9 @@ pub struct RunMetrics {
     pub best_epoch: Option<usize>,
     pub epochs_run: usize,
     pub trainable_parameters: usize,
+    /// ‖V‖_F at the start of the gradient stage (after LP and any κ scaling).
+    #[serde(default)]
+    pub stage_start_classifier_norm: Option<f64>,
 }
 
 /// Versions and provenance of a run (`manifest.json`).
@@ -272,7 +275,21 @@ pub fn run(
 
     let mut best_epoch = None;
     let mut epochs_run = 0;
+    let mut stage_start_norm = None;
     if cfg.method.has_gradient_stage() {
+        if cfg.head_scale != 1.0 {
+            let scaled = (&model.head.weight * cfg.head_scale)?;
+            match report.vars.get("classifier.weight") {
+                Some(v) => v.set(&scaled)?,
+                None => model.head.weight = scaled,
+            }
+            observer.stage(&format!(
+                "head scaled by κ = {}: ‖V‖_F {:.4}",
+                cfg.head_scale,
+                model.head.norm()?
+            ));
+        }
+        stage_start_norm = Some(model.head.norm()?);
         let inputs = TrainInputs {
             tokenizer: &tok,
             train: &train_enc,
@@ -358,6 +375,7 @@ pub fn run(
         best_epoch,
         epochs_run,
         trainable_parameters,
+        stage_start_classifier_norm: stage_start_norm,
     };
     write_json(&dir.join("metrics.json"), &metrics)?;
     CheckpointDir::new(&dir).remove()?;

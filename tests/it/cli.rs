@@ -304,3 +304,81 @@ fn pipeline_from_train_to_analysis() {
     );
     assert_eq!(lp["run"]["cs"], lp["pretrained"]["cs"]);
 }
+
+#[test]
+fn norm_sweep_scales_the_starting_head_and_lp_path_records_iterations() {
+    let dir = util::temp_dir("sweep");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 60, 24);
+    let out = dir.path().join("sweep");
+    let (data_s, out_s, model) = (
+        data.display().to_string(),
+        out.display().to_string(),
+        tiny("tiny-bert"),
+    );
+    ok(&[
+        "sweep-norm",
+        "--kappas",
+        "1,10",
+        "--model",
+        &model,
+        "--task",
+        "cb",
+        "--data-dir",
+        &data_s,
+        "--out",
+        &out_s,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e-3",
+    ]);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("sweep-norm.json")).unwrap())
+            .unwrap();
+    assert_eq!(rows.len(), 2);
+    let s1 = rows[0]["start_norm"].as_f64().unwrap();
+    let s10 = rows[1]["start_norm"].as_f64().unwrap();
+    assert!(
+        (s10 / s1 - 10.0).abs() < 1e-4,
+        "κ scales ‖V‖ at the start: {s1} → {s10}"
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r["feature_change"].as_f64().is_some_and(|d| d > 0.0)));
+    let path_out = dir.path().join("lp-path.json");
+    ok(&[
+        "lp-path",
+        "--task",
+        "cb",
+        "--model",
+        &model,
+        "--data-dir",
+        &data_s,
+        "--lp-c",
+        "100",
+        "--max-iter",
+        "30",
+        "--out",
+        &path_out.display().to_string(),
+    ]);
+    let points: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&path_out).unwrap()).unwrap();
+    assert!(!points.is_empty() && points.len() <= 30);
+    let iters: Vec<u64> = points
+        .iter()
+        .map(|p| p["iteration"].as_u64().unwrap())
+        .collect();
+    assert!(
+        iters.windows(2).all(|w| w[1] == w[0] + 1),
+        "one point per iteration: {iters:?}"
+    );
+    let first = points[0]["classifier_norm"].as_f64().unwrap();
+    let last = points.last().unwrap()["classifier_norm"].as_f64().unwrap();
+    assert!(
+        last > first,
+        "the norm grows with the budget at C = 100: {first} → {last}"
+    );
+}

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for `lpft bench`: the same workloads on the same batch, CPU, fp32.
+
+    HF_HUB_OFFLINE=1 python bench/pytorch/bench.py MODEL_DIR --workload ft-step [--threads 2]
+
+Workloads (one per process, so peak memory is the workload's own):
+  forward     eval mode, torch.no_grad, BertModel on 16 x 128 tokens
+  ft-step     linear head on the first token, CE loss, backward, clip_grad_norm_(1.0), AdamW step;
+              dropout on (train mode) unless --no-dropout (eval mode)
+  lora-step   the same with peft LoRA r 8, alpha 8 on query/value (head trainable, encoder frozen)
+  grad-logit  one sequence of 128 tokens, eval mode, gradient of one logit w.r.t. every parameter
+  lp-fit      scikit-learn LogisticRegressionCV (the reference's LP) on CB's 225 training
+              features (computed once, not timed)
+Inputs: the first 16 CB train (premise, hypothesis) pairs, truncated longest_first and padded to
+exactly 128 tokens (what the reference implementation does). One warm-up, then the median and
+minimum of --runs timed runs. Prints one JSON line, including peak RSS (ru_maxrss) in MiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from transformers import BertModel, BertTokenizerFast  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "superglue" / "CB" / "train.jsonl"
+LABELS = {"entailment": 0, "contradiction": 1, "neutral": 2}
+
+
+class Classifier(torch.nn.Module):
+    """The paper's model: encoder + linear head on dropout(first-token state)."""
+
+    def __init__(self, encoder: BertModel, n_labels: int = 3):
+        super().__init__()
+        self.encoder = encoder
+        h = encoder.config.hidden_size
+        self.dropout = torch.nn.Dropout(encoder.config.hidden_dropout_prob)
+        self.classifier = torch.nn.Linear(h, n_labels)
+        torch.nn.init.normal_(self.classifier.weight, std=0.02)
+        torch.nn.init.zeros_(self.classifier.bias)
+
+    def forward(self, **batch):
+        h = self.encoder(**batch).last_hidden_state[:, 0]
+        return self.classifier(self.dropout(h))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model_dir", type=Path)
+    ap.add_argument("--workload", choices=["forward", "ft-step", "lora-step", "grad-logit", "lp-fit"], required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-dropout", action="store_true")
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
+    args = ap.parse_args()
+
+    torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
+    rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+    batch_size = 1 if args.workload == "grad-logit" else args.batch
+    rows = (rows * (batch_size // len(rows) + 1))[:batch_size]
+    tok = BertTokenizerFast.from_pretrained(str(args.model_dir))
+    batch = tok(
+        [r["premise"] for r in rows],
+        [r["hypothesis"] for r in rows],
+        padding="max_length",
+        truncation="longest_first",
+        max_length=args.seq,
+        return_tensors="pt",
+    )
+    labels = torch.tensor([LABELS[r["label"]] for r in rows])
+    encoder = BertModel.from_pretrained(str(args.model_dir), attn_implementation=args.attn, add_pooling_layer=False)
+    model = Classifier(encoder)
+
+    if args.workload == "forward":
+        model.eval()
+
+        def step():
+            with torch.no_grad():
+                model.encoder(**batch)
+
+    elif args.workload in ("ft-step", "lora-step"):
+        if args.workload == "lora-step":
+            from peft import LoraConfig, get_peft_model
+
+            cfg = LoraConfig(r=8, lora_alpha=8, target_modules=["query", "value"], lora_dropout=0.0, modules_to_save=["classifier"])
+            model = get_peft_model(model, cfg)
+        model.train(not args.no_dropout)
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0)
+        loss_fn = torch.nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(**batch), labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+
+    elif args.workload == "lp-fit":
+        from sklearn.linear_model import LogisticRegressionCV
+
+        all_rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+        train = all_rows[: len(all_rows) - -(-len(all_rows) // 10)]  # the paper's 9:1 split
+        enc = tok([r["premise"] for r in train], [r["hypothesis"] for r in train], padding=True,
+                  truncation="longest_first", max_length=args.seq, return_tensors="pt")
+        model.eval()
+        with torch.no_grad():
+            x = model.encoder(**enc).last_hidden_state[:, 0].numpy()
+        y = [LABELS[r["label"]] for r in train]
+        batch_size = len(train)
+
+        def step():
+            LogisticRegressionCV(max_iter=5000, tol=1e-4, random_state=0).fit(x, y)
+
+    else:
+        model.eval()
+
+        def step():
+            model.zero_grad(set_to_none=True)
+            model(**batch)[0, 0].backward()
+
+    step()
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    print(
+        json.dumps(
+            {
+                "workload": args.workload,
+                "batch": batch_size,
+                "seq": args.seq,
+                "threads": args.threads,
+                "dropout": args.workload in ("ft-step", "lora-step") and not args.no_dropout,
+                "seconds_median": round(statistics.median(times), 4),
+                "seconds_min": round(min(times), 4),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "torch": torch.__version__,
+                "attn": args.attn,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
