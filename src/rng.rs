@@ -10,6 +10,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Derives independent random streams by name from one root seed.
+///
+/// ```
+/// use rand::Rng;
+/// let streams = lpft::rng::Streams::new(1001);
+/// let a: u64 = streams.get("dropout").random();
+/// let b: u64 = streams.get("dropout").random();
+/// assert_eq!(a, b); // same seed and name, same stream
+/// assert_ne!(a, streams.get("data_order").random::<u64>());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Streams {
     seed: u64,
