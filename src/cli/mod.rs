@@ -10,6 +10,7 @@ mod features;
 mod fetch_model;
 mod inspect;
 mod lp_path;
+mod ntk;
 mod predict;
 mod sweep_norm;
 mod train;
@@ -59,6 +60,9 @@ pub enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Feature statistics of trained runs against the pre-trained encoder (Table 1).
     Analyze(analyze::AnalyzeArgs),
+    /// Empirical NTK of a run at the start of its gradient stage: P and F kernels, their rank,
+    /// FN, FT ratio and kernel-regression accuracies (Table 2).
+    Ntk(ntk::NtkArgs),
     /// Norm-scaling sweep: scale the head by κ before the gradient stage, record Diff(F).
     SweepNorm(sweep_norm::SweepNormArgs),
     /// LP classifier norm and training accuracy against the L-BFGS iteration budget.
@@ -99,6 +103,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Predict(a) => predict::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Analyze(a) => analyze::run(a),
+        Command::Ntk(a) => ntk::run(a),
         Command::SweepNorm(a) => sweep_norm::run(a),
         Command::LpPath(a) => lp_path::run(a),
         Command::Bench(a) => bench::run(a),

@@ -14,6 +14,7 @@ use crate::model::linear::Linear;
 use crate::model::mode::Mode;
 use crate::model::ops;
 use crate::model::params::Params;
+use crate::model::record::Recorder;
 use crate::model::Inputs;
 
 /// A LayerNorm's γ and β (`{name}.weight`, `{name}.bias`).
@@ -36,6 +37,15 @@ impl LayerNorm {
 
     /// Normalises the last dimension.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_recorded(xs, None)
+    }
+
+    /// [`LayerNorm::forward`]; a `recorder` that selects this LayerNorm gets `Var` copies of
+    /// γ and β to run with (eNTK, see [`crate::model::record`]). Identical values either way.
+    pub fn forward_recorded(&self, xs: &Tensor, recorder: Option<&Recorder>) -> Result<Tensor> {
+        if let Some((weight, bias)) = recorder.map(|r| r.layer_norm(self)).transpose()?.flatten() {
+            return ops::layer_norm(xs, &weight, &bias, self.eps);
+        }
         ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
     }
 }
@@ -109,15 +119,26 @@ impl Embeddings {
         check_ids("position ids (sequence too long)", &positions, max_pos)?;
         check_ids("token_type_ids", &inputs.token_type_ids, type_vocab)?;
         let ids = Tensor::from_slice(&inputs.input_ids, b * l, dev)?;
-        let pos = Tensor::from_vec(positions, b * l, dev)?;
+        let pos = Tensor::from_slice(&positions, b * l, dev)?;
         let types = Tensor::from_slice(&inputs.token_type_ids, b * l, dev)?;
-        let xs = self
+        let mut xs = self
             .word_embeddings
             .index_select(&ids, 0)?
             .add(&self.position_embeddings.index_select(&pos, 0)?)?
-            .add(&self.token_type_embeddings.index_select(&types, 0)?)?
-            .reshape((b, l, h))?;
-        let xs = self.layer_norm.forward(&xs)?;
+            .add(&self.token_type_embeddings.index_select(&types, 0)?)?;
+        let recorder = mode.recorder();
+        if let Some(rec) = recorder {
+            xs = rec.embeddings(
+                &self.word_embeddings,
+                xs,
+                &inputs.input_ids,
+                &positions,
+                &inputs.token_type_ids,
+            )?;
+        }
+        let xs = self
+            .layer_norm
+            .forward_recorded(&xs.reshape((b, l, h))?, recorder)?;
         mode.dropout(&xs, self.dropout)
     }
 }
@@ -191,9 +212,10 @@ impl Attention {
                 .transpose(1, 2)?
                 .contiguous()?)
         };
-        let q = split(self.query.forward(xq)?, lq)?;
-        let k = split(self.key.forward(xs)?, l)?;
-        let v = split(self.value.forward(xs)?, l)?;
+        let rec = mode.recorder();
+        let q = split(self.query.forward_recorded(xq, rec)?, lq)?;
+        let k = split(self.key.forward_recorded(xs, rec)?, l)?;
+        let v = split(self.value.forward_recorded(xs, rec)?, l)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let probs = ops::masked_softmax(&q.matmul(&k.t()?)?, mask, scale)?;
         let probs = mode.dropout(&probs, self.attn_dropout)?;
@@ -202,9 +224,9 @@ impl Attention {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b, lq, h))?;
-        let out = self.output.forward(&ctx)?;
+        let out = self.output.forward_recorded(&ctx, rec)?;
         let out = mode.dropout(&out, self.hidden_dropout)?;
-        self.layer_norm.forward(&out.add(xq)?)
+        self.layer_norm.forward_recorded(&out.add(xq)?, rec)
     }
 }
 
@@ -254,17 +276,20 @@ impl Layer {
         mode: &mut Mode,
     ) -> Result<Tensor> {
         let attn = self.attention.forward_queries(xs, xq, mask, mode)?;
+        let rec = mode.recorder();
         let inter = match &self.intermediate.bias {
             Some(b) => ops::bias_activation(
-                &self.intermediate.forward_without_bias(&attn)?,
+                &self
+                    .intermediate
+                    .forward_without_bias_recorded(&attn, rec)?,
                 b,
                 &self.act,
             )?,
-            None => ops::activation(&self.intermediate.forward(&attn)?, &self.act)?,
+            None => ops::activation(&self.intermediate.forward_recorded(&attn, rec)?, &self.act)?,
         };
-        let out = self.output.forward(&inter)?;
+        let out = self.output.forward_recorded(&inter, rec)?;
         let out = mode.dropout(&out, self.hidden_dropout)?;
-        self.layer_norm.forward(&out.add(&attn)?)
+        self.layer_norm.forward_recorded(&out.add(&attn)?, rec)
     }
 }
 

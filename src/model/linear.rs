@@ -5,6 +5,7 @@ use candle_core::Tensor;
 use crate::error::{Error, Result};
 use crate::model::lora::LoraAdapter;
 use crate::model::params::Params;
+use crate::model::record::Recorder;
 
 /// A dense layer, optionally with a LoRA adapter. Shapes: `weight` [out, in], `bias` [out];
 /// input [.., in] → [.., out].
@@ -35,7 +36,13 @@ impl Linear {
 
     /// Applies the layer to the last dimension of `xs`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = self.forward_without_bias(xs)?;
+        self.forward_recorded(xs, None)
+    }
+
+    /// [`Linear::forward`], reporting to `recorder` when there is one (eNTK, see
+    /// [`crate::model::record`]); identical values either way.
+    pub fn forward_recorded(&self, xs: &Tensor, recorder: Option<&Recorder>) -> Result<Tensor> {
+        let ys = self.forward_without_bias_recorded(xs, recorder)?;
         match &self.bias {
             Some(b) => Ok(ys.broadcast_add(b)?),
             None => Ok(ys),
@@ -45,6 +52,16 @@ impl Linear {
     /// x Wᵀ (+ the LoRA update), without the bias: for callers that fuse the bias into the next
     /// op.
     pub fn forward_without_bias(&self, xs: &Tensor) -> Result<Tensor> {
+        self.forward_without_bias_recorded(xs, None)
+    }
+
+    /// [`Linear::forward_without_bias`], reporting to `recorder` when there is one: the input
+    /// and a zero probe on the output (whose gradient is then the output gradient).
+    pub fn forward_without_bias_recorded(
+        &self,
+        xs: &Tensor,
+        recorder: Option<&Recorder>,
+    ) -> Result<Tensor> {
         let (in_dim, out_dim) = self.dims();
         let dims = xs.dims().to_vec();
         if dims.last() != Some(&in_dim) {
@@ -67,6 +84,9 @@ impl Linear {
         };
         if let Some(lora) = &self.lora {
             ys = ys.add(&lora.forward(&flat)?)?;
+        }
+        if let Some(rec) = recorder {
+            ys = rec.linear(self, &flat, ys)?;
         }
         let mut out_shape = dims;
         *out_shape.last_mut().expect("checked non-empty above") = out_dim;

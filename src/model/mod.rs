@@ -12,6 +12,7 @@ pub mod lora;
 pub mod mode;
 pub mod ops;
 pub mod params;
+pub mod record;
 pub mod source;
 
 use std::path::Path;
@@ -24,6 +25,7 @@ pub use config::{Arch, EncoderConfig};
 pub use head::{Head, Pooling};
 pub use mode::Mode;
 pub use params::{Checkpoint, LoadReport, Params, Trainable};
+pub use record::{Recorder, Site};
 
 /// A tokenised, padded batch on the host. All vectors are row-major [batch, seq_len].
 #[derive(Debug, Clone, PartialEq, Eq)]

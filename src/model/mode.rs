@@ -1,13 +1,15 @@
 //! `Mode`: evaluation (no dropout) or training (dropout from a seeded stream).
 //!
 //! PAPER: dropout p = 0.1 (`hidden_dropout_prob`) is active only when training. Features, LP,
-//! the eNTK and evaluation always run in `Mode::Eval`.
+//! and evaluation run in `Mode::Eval`; the eNTK runs in `Mode::Record`, which is `Eval` plus a
+//! [`Recorder`] that the layers report their inputs and output probes to (spec §13).
 
 use candle_core::Tensor;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::Result;
+use crate::model::record::Recorder;
 
 /// Forward mode of a model.
 pub enum Mode<'a> {
@@ -15,17 +17,29 @@ pub enum Mode<'a> {
     Eval,
     /// Dropout active; masks are drawn from `rng` (the run's `dropout` stream).
     Train { rng: &'a mut ChaCha8Rng },
+    /// No dropout; the layers selected by the recorder register their eNTK sites with it
+    /// (see [`crate::model::record`]). The forward's values are those of `Eval`.
+    Record(&'a Recorder),
 }
 
-impl Mode<'_> {
+impl<'a> Mode<'a> {
+    /// The recorder of `Mode::Record`, else `None`. The reference is copied out of the mode, so
+    /// holding it does not borrow the mode (layers keep calling `dropout` meanwhile).
+    pub fn recorder(&self) -> Option<&'a Recorder> {
+        match self {
+            Mode::Record(r) => Some(*r),
+            _ => None,
+        }
+    }
+
     /// Whether dropout is active.
     pub fn is_train(&self) -> bool {
         matches!(self, Mode::Train { .. })
     }
 
     /// Inverted dropout: zeroes each entry with probability `p` and scales the rest by 1/(1-p).
-    /// The identity in `Eval` or when `p == 0`. The mask is a constant, so the gradient is
-    /// `mask ⊙ upstream`.
+    /// The identity in `Eval`, `Record` or when `p == 0`. The mask is a constant, so the
+    /// gradient is `mask ⊙ upstream`.
     pub fn dropout(&mut self, xs: &Tensor, p: f64) -> Result<Tensor> {
         let rng = match self {
             Mode::Train { rng } if p > 0.0 => rng,

@@ -2,5 +2,6 @@
 
 mod cli;
 mod methods;
+mod ntk;
 mod parity;
 mod util;

@@ -1,0 +1,256 @@
+//! `lpft ntk --run DIR --split test --max-examples 250`: the empirical NTK of a run at the start
+//! of its gradient stage (spec §7): P and F train×train and <split>×train into `DIR/kernels/`,
+//! their statistics and kernel-regression accuracies into `DIR/kernels/ntk.json`, printed in
+//! the layout of the paper's Table 2.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use serde::Serialize;
+
+use lpft::analysis::kernel_stats::{ft_ratio, kernel_stats, softmax_residuals, KernelStats};
+use lpft::data::Split;
+use lpft::methods::run::write_json;
+use lpft::ntk::kernel::Kernel;
+use lpft::ntk::regression::KernelRegressionParams;
+use lpft::ntk::run::{compute_run, save_kernels, NtkRunConfig, RunKernels};
+use lpft::ntk::{Contraction, EntkProgress, ParamGroup, ParamSet};
+
+use super::common;
+
+#[derive(Args, Debug)]
+pub struct NtkArgs {
+    /// A run directory written by `lpft train` (its config.json, and lp_head.safetensors for
+    /// LP-FT / LP-LoRA).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Evaluation split of the <split>×train kernels: test (the paper's tables) or validation.
+    #[arg(long, short = 's', default_value = "test")]
+    pub split: Split,
+    /// Use the first K examples of the training split and of --split (the paper: 250, random).
+    #[arg(long, default_value_t = 250)]
+    pub max_examples: usize,
+    /// Parameters of F: `ft` (every encoder parameter) or `lora` (the LoRA factors). Default:
+    /// from the run's method.
+    #[arg(long)]
+    pub params: Option<String>,
+    /// Weight-block contraction: auto, materialize or token-pairs (all exact).
+    #[arg(long, default_value = "auto")]
+    pub contraction: String,
+    /// Memory for stored per-example layer factors, MiB; more layers than fit are processed in
+    /// extra passes over the examples.
+    #[arg(long, default_value_t = 4096)]
+    pub max_stored_mib: usize,
+    /// Data directory overriding the run's.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl TryFrom<&NtkArgs> for NtkRunConfig {
+    type Error = anyhow::Error;
+    fn try_from(a: &NtkArgs) -> anyhow::Result<Self> {
+        let params = match a.params.as_deref() {
+            None => None,
+            Some("ft") => Some(ParamSet::Ft),
+            Some("lora") => Some(ParamSet::Lora),
+            Some(other) => anyhow::bail!("--params {other}: expected ft or lora"),
+        };
+        let contraction = match a.contraction.as_str() {
+            "auto" => Contraction::Auto,
+            "materialize" => Contraction::Materialize,
+            "token-pairs" => Contraction::TokenPairs,
+            other => {
+                anyhow::bail!("--contraction {other}: expected auto, materialize or token-pairs")
+            }
+        };
+        let cfg = NtkRunConfig {
+            split: a.split,
+            max_examples: a.max_examples,
+            params,
+            contraction,
+            max_stored_bytes: a.max_stored_mib.saturating_mul(1 << 20),
+            data_dir: a.data_dir.clone(),
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Regression accuracies of one kernel (fractions in [0, 1]).
+#[derive(Serialize)]
+struct Accuracies {
+    /// Per-logit binary accuracy over N·C train rows (the paper's "Acc" train).
+    train: f64,
+    /// Per-logit binary accuracy over M·C eval rows (the paper's "Acc" test).
+    eval: f64,
+    /// Extra: class accuracy (arg-max over a sample's C rows).
+    train_class: f64,
+    eval_class: f64,
+    /// The cross-validated inverse regularisation.
+    best_c: f64,
+}
+
+#[derive(Serialize)]
+struct KernelSummary {
+    /// Rank (f64 and f32 tolerance), FN, σ_max and normalised spectrum of the train×train matrix.
+    stats: KernelStats,
+    regression: Accuracies,
+}
+
+/// `kernels/ntk.json`.
+#[derive(Serialize)]
+struct NtkSummary {
+    run: PathBuf,
+    task: String,
+    method: String,
+    seed: u64,
+    model_seed: u64,
+    model: String,
+    config: NtkRunConfig,
+    params: ParamSet,
+    /// Scalars in θ.
+    parameters: usize,
+    n_train: usize,
+    n_eval: usize,
+    n_logits: usize,
+    /// ‖V0‖_F of the head the kernels are taken at.
+    head_norm: f64,
+    /// `P`, `F`, `P+F`.
+    kernels: BTreeMap<String, KernelSummary>,
+    /// Spec §7.3, from δ of the head V0 on the training examples; `None` if undefined.
+    ft_ratio: Option<f64>,
+    /// ‖F_g‖_F of each parameter group's train×train contribution.
+    f_group_frobenius: BTreeMap<ParamGroup, f64>,
+    features_seconds: f64,
+    f_gradient_seconds: f64,
+    f_contraction_seconds: f64,
+    f_passes: usize,
+    files: Vec<PathBuf>,
+}
+
+fn summarize(k: &RunKernels, train: &Kernel, eval: &Kernel) -> anyhow::Result<KernelSummary> {
+    let stats = kernel_stats(&train.flatten())?;
+    let fit = KernelRegressionParams::default().fit(train, &k.y_train, eval, &k.y_eval)?;
+    Ok(KernelSummary {
+        stats,
+        regression: Accuracies {
+            train: fit.train_accuracy,
+            eval: fit.eval_accuracy,
+            train_class: fit.train_class_accuracy,
+            eval_class: fit.eval_class_accuracy,
+            best_c: fit.cv.best_c,
+        },
+    })
+}
+
+pub fn run(args: NtkArgs) -> anyhow::Result<()> {
+    let cfg = NtkRunConfig::try_from(&args)?;
+    let pb = common::progress_bar(0, "eNTK");
+    let mut on_progress = |p: &EntkProgress| match *p {
+        EntkProgress::Pass { index, count } => {
+            pb.set_message(format!("eNTK pass {}/{count}: gradients", index + 1))
+        }
+        EntkProgress::Gradients { done, total } | EntkProgress::Contraction { done, total } => {
+            if let EntkProgress::Contraction { done: 1, .. } = p {
+                pb.set_message("eNTK: contracting");
+            }
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        }
+    };
+    let k = compute_run(&args.run, &cfg, &mut on_progress)
+        .with_context(|| format!("computing the NTK of {}", args.run.display()))?;
+    pb.finish_and_clear();
+    let files = save_kernels(&args.run, &k)?;
+    let pf_train = k.p_train.add(&k.f_train.kernel)?;
+    let pf_eval = k.p_eval.add(&k.f_eval.kernel)?;
+    let mut kernels = BTreeMap::new();
+    kernels.insert("P".to_string(), summarize(&k, &k.p_train, &k.p_eval)?);
+    kernels.insert(
+        "F".to_string(),
+        summarize(&k, &k.f_train.kernel, &k.f_eval.kernel)?,
+    );
+    kernels.insert("P+F".to_string(), summarize(&k, &pf_train, &pf_eval)?);
+    let c = k.labels.len();
+    let delta = softmax_residuals(&k.train_logits, &k.y_train, c)?;
+    let ratio = ft_ratio(&k.p_train, &k.f_train.kernel, &delta)
+        .map_err(|e| log::warn!("FT ratio undefined: {e}"))
+        .ok();
+    let summary = NtkSummary {
+        run: args.run.clone(),
+        task: k.run.task.clone(),
+        method: k.run.method.to_string(),
+        seed: k.run.seed,
+        model_seed: k.run.model_seed,
+        model: k.run.model.clone(),
+        config: cfg,
+        params: k.entk.params.clone(),
+        parameters: k.f_train.parameters,
+        n_train: k.y_train.len(),
+        n_eval: k.y_eval.len(),
+        n_logits: c,
+        head_norm: k.head_norm,
+        kernels,
+        ft_ratio: ratio,
+        f_group_frobenius: k.f_train.group_norms(),
+        features_seconds: k.feature_seconds,
+        f_gradient_seconds: k.f_train.gradient_seconds,
+        f_contraction_seconds: k.f_train.contraction_seconds,
+        f_passes: k.f_train.passes,
+        files,
+    };
+    write_json(&args.run.join("kernels").join("ntk.json"), &summary)?;
+    print_table(&summary, k.split);
+    Ok(())
+}
+
+/// The paper's Table 2 layout (accuracies in %, FN in scientific notation, rank with the f32
+/// tolerance the authors' float32 kernels imply; the f64 rank in parentheses).
+fn print_table(s: &NtkSummary, split: Split) {
+    println!(
+        "{} {} seed {} ({}): N = {} train, M = {} {split}, C = {}; θ = {:?}, {} parameters; ‖V0‖_F = {:.4}",
+        s.task, s.method, s.seed, s.model, s.n_train, s.n_eval, s.n_logits, s.params,
+        s.parameters, s.head_norm
+    );
+    println!(
+        "{:<14} {:>11} {:>10} {:>16} {:>9}",
+        "Kernel", "Rank", "FN", "Acc train/test", "FT Ratio"
+    );
+    for (key, label) in [("P", "Pre-train E"), ("F", "FT E"), ("P+F", "NTK (P + F)")] {
+        let k = &s.kernels[key];
+        let ratio = match (key, s.ft_ratio) {
+            ("F", Some(r)) => format!("{r:.4}"),
+            ("F", None) => "undefined".into(),
+            _ => "–".into(),
+        };
+        println!(
+            "{:<14} {:>11} {:>10.3e} {:>16} {:>9}",
+            label,
+            format!("{} ({})", k.stats.rank_f32, k.stats.rank),
+            k.stats.frobenius_norm,
+            format!(
+                "{:.2}/{:.2}",
+                100.0 * k.regression.train,
+                100.0 * k.regression.eval
+            ),
+            ratio
+        );
+    }
+    let groups: Vec<String> = s
+        .f_group_frobenius
+        .iter()
+        .map(|(g, v)| format!("{} {v:.3e}", g.as_str()))
+        .collect();
+    println!("‖F_g‖_F by parameter group: {}", groups.join(", "));
+    println!(
+        "F: {:.1} s gradients + {:.1} s contraction ({} pass{}), features {:.1} s; wrote {}",
+        s.f_gradient_seconds,
+        s.f_contraction_seconds,
+        s.f_passes,
+        if s.f_passes == 1 { "" } else { "es" },
+        s.features_seconds,
+        s.run.join("kernels").display()
+    );
+}

@@ -1,0 +1,170 @@
+//! [`Recorder`]: what the empirical NTK (spec §13) needs from a forward pass — layer inputs and
+//! handles on output gradients — collected without global hooks (STYLE §4).
+//!
+//! A recorder travels through `forward` inside [`Mode::Record`](crate::model::Mode::Record),
+//! which is evaluation mode (no dropout) plus the recorder. Each recording layer asks it whether
+//! it is selected (by the [`TensorId`] of the layer's *key* parameter, see [`Site`]) and, if so,
+//! registers a site:
+//!
+//! - a [`Linear`] stashes its input `X` [rows, d_in] and adds a zero `Var` "probe" `Z` of its
+//!   output's shape to the output, `y = x Wᵀ (+ LoRA) + Z`. The value is unchanged (`+ 0` is
+//!   exact), and after `s.backward()` the probe's gradient is `∂s/∂y`. The probe is needed
+//!   because candle's backward drops the gradients of every non-variable node; a `Var` keeps its
+//!   gradient in the `GradStore`. The bias is added after the probe, which does not change
+//!   `∂s/∂y`.
+//! - a [`LayerNorm`] runs with fresh `Var` copies of γ and β, whose gradients are then the
+//!   per-example gradients of the LayerNorm parameters (h values each, cheap to copy).
+//! - the [`Embeddings`](crate::model::bert::Embeddings) put a probe on the sum word + position + token type (before the
+//!   embedding LayerNorm) and record the three id sequences, so the gradient of any embedding
+//!   row is the sum of the probe gradient over the tokens that use it.
+//!
+//! Probes are `Var`s, so every node downstream of a probe is tracked by autograd even when no
+//! model parameter is a `Var`; nodes upstream of the lowest probe are not, so a backward pass
+//! stops there. Without a recorder (`Mode::Eval`, `Mode::Train`) no layer does anything
+//! different.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use candle_core::{Tensor, TensorId, Var};
+
+use crate::error::Result;
+use crate::model::bert::LayerNorm;
+use crate::model::linear::Linear;
+use crate::model::lora::LoraAdapter;
+
+/// One recorded place in the network, in forward order. Each is identified by the id of its
+/// key parameter: the linear layer's `weight`, the LayerNorm's `weight` (γ), or the word
+/// embedding table.
+#[derive(Debug, Clone)]
+pub enum Site {
+    /// The summed embeddings (before the embedding LayerNorm).
+    Embeddings {
+        /// Id of `embeddings.word_embeddings.weight`.
+        key: TensorId,
+        /// Zero probe of shape [b·l, h]: its gradient is ∂s/∂(word + position + type).
+        probe: Var,
+        /// Row-major [b·l] token, position and token-type ids.
+        input_ids: Vec<u32>,
+        position_ids: Vec<u32>,
+        token_type_ids: Vec<u32>,
+    },
+    /// A LayerNorm, run with these `Var` copies of γ and β.
+    LayerNorm {
+        /// Id of the LayerNorm's `weight` (γ) in the model.
+        key: TensorId,
+        weight: Var,
+        bias: Var,
+    },
+    /// A dense layer `y = x Wᵀ (+ s·(x Aᵀ) Bᵀ) + b`.
+    Linear {
+        /// Id of the layer's `weight` in the model.
+        key: TensorId,
+        /// The input `X`, [rows, d_in] (rows = b·l, or b on the first-token path's last layer).
+        input: Tensor,
+        /// Zero probe of shape [rows, d_out]: its gradient is `G = ∂s/∂y`.
+        probe: Var,
+        /// The layer's LoRA adapter, if any (its factors enter the LoRA blocks).
+        lora: Option<LoraAdapter>,
+    },
+}
+
+impl Site {
+    /// The id of the site's key parameter.
+    pub fn key(&self) -> TensorId {
+        match self {
+            Site::Embeddings { key, .. }
+            | Site::LayerNorm { key, .. }
+            | Site::Linear { key, .. } => *key,
+        }
+    }
+}
+
+/// Collects [`Site`]s during one forward pass (see the module docs).
+///
+/// Interior mutability lets layers share `&Recorder` through `Mode::Record`; a recorder is
+/// meant for one forward pass on one thread.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    keys: HashSet<TensorId>,
+    sites: RefCell<Vec<Site>>,
+}
+
+impl Recorder {
+    /// A recorder that records the sites whose key parameter is one of `keys` (ids of a linear
+    /// layer's `weight`, a LayerNorm's `weight`, or the word embedding table).
+    pub fn new(keys: impl IntoIterator<Item = TensorId>) -> Self {
+        Self {
+            keys: keys.into_iter().collect(),
+            sites: RefCell::default(),
+        }
+    }
+
+    /// Whether the site keyed by `key` is recorded.
+    pub fn records(&self, key: &Tensor) -> bool {
+        self.keys.contains(&key.id())
+    }
+
+    /// The sites recorded so far, in forward order; the recorder is left empty.
+    pub fn take_sites(&self) -> Vec<Site> {
+        std::mem::take(&mut *self.sites.borrow_mut())
+    }
+
+    /// Called by [`Linear`] with its 2-D input and its output before the bias: returns the
+    /// output with a zero probe added when the layer is recorded, else `output` unchanged.
+    pub(crate) fn linear(&self, layer: &Linear, input: &Tensor, output: Tensor) -> Result<Tensor> {
+        if !self.records(&layer.weight) {
+            return Ok(output);
+        }
+        let probe = Var::zeros(output.shape(), output.dtype(), output.device())?;
+        let out = output.add(probe.as_tensor())?;
+        self.sites.borrow_mut().push(Site::Linear {
+            key: layer.weight.id(),
+            input: input.detach(),
+            probe,
+            lora: layer.lora.clone(),
+        });
+        Ok(out)
+    }
+
+    /// Called by [`LayerNorm`]: `Var` copies of (γ, β) to run with when it is recorded.
+    pub(crate) fn layer_norm(&self, ln: &LayerNorm) -> Result<Option<(Tensor, Tensor)>> {
+        if !self.records(&ln.weight) {
+            return Ok(None);
+        }
+        let weight = Var::from_tensor(&ln.weight.detach())?;
+        let bias = Var::from_tensor(&ln.bias.detach())?;
+        let out = (weight.as_tensor().clone(), bias.as_tensor().clone());
+        self.sites.borrow_mut().push(Site::LayerNorm {
+            key: ln.weight.id(),
+            weight,
+            bias,
+        });
+        Ok(Some(out))
+    }
+
+    /// Called by [`Embeddings`](crate::model::bert::Embeddings) with the summed embeddings [b·l, h] and the ids that selected
+    /// them: returns the sum with a zero probe added when the embeddings are recorded.
+    pub(crate) fn embeddings(
+        &self,
+        word_embeddings: &Tensor,
+        sum: Tensor,
+        input_ids: &[u32],
+        position_ids: &[u32],
+        token_type_ids: &[u32],
+    ) -> Result<Tensor> {
+        if !self.records(word_embeddings) {
+            return Ok(sum);
+        }
+        let probe = Var::zeros(sum.shape(), sum.dtype(), sum.device())?;
+        let out = sum.add(probe.as_tensor())?;
+        self.sites.borrow_mut().push(Site::Embeddings {
+            key: word_embeddings.id(),
+            probe,
+            input_ids: input_ids.to_vec(),
+            position_ids: position_ids.to_vec(),
+            token_type_ids: token_type_ids.to_vec(),
+        });
+        Ok(out)
+    }
+}
