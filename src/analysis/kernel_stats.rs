@@ -50,7 +50,7 @@ pub struct KernelStats {
     pub frobenius_norm: f64,
     /// σ_max, the largest singular value (the spectrum's normaliser).
     pub sigma_max: f64,
-    /// `σ_i / σ_1`, descending, `min(m, n)` values in [0, 1].
+    /// `σ_i / σ_1`, descending, `min(m, n)` values in `[0, 1]`.
     pub spectrum: Vec<f64>,
 }
 

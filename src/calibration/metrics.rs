@@ -27,7 +27,7 @@ pub const ECE_BINS: usize = 15;
 
 /// The per-run metrics of spec §5, all from one set of logits.
 ///
-/// Fractions are in [0, 1]; NLL is in nats. Names differ from the reference's keys where noted.
+/// Fractions are in `[0, 1]`; NLL is in nats. Names differ from the reference's keys where noted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Metrics {
     /// Number of examples `n`.
@@ -38,7 +38,7 @@ pub struct Metrics {
     /// `f1_score(average="macro")`).
     pub f1_macro: f64,
     /// Matthews correlation coefficient, multiclass R_K (scikit-learn's `matthews_corrcoef`),
-    /// in [-1, 1]; 0 when undefined.
+    /// in `[-1, 1]`; 0 when undefined.
     pub mcc: f64,
     /// Mean cross-entropy `mean_i [logsumexp(z_i) - z_{i,y_i}]`, in nats.
     pub nll: f64,
@@ -190,7 +190,7 @@ pub fn reliability(
 /// ECE and MCE from reliability bins, as `(ece, mce)`.
 ///
 /// ECE = Σ_b (|B_b| / n)·|conf_b − acc_b| with `n` the total count; MCE = max_b |conf_b − acc_b|
-/// over non-empty bins. Both are fractions in [0, 1]; `(0, 0)` when every bin is empty.
+/// over non-empty bins. Both are fractions in `[0, 1]`; `(0, 0)` when every bin is empty.
 pub fn ece_mce(bins: &[ReliabilityBin]) -> (f64, f64) {
     let total: usize = bins.iter().map(|b| b.count).sum();
     if total == 0 {

@@ -22,7 +22,7 @@ pub struct CalibrationReport {
     pub reliability_after: Vec<ReliabilityBin>,
 }
 
-/// Logits [n, C] and labels [n] from `predictions/<split>.safetensors`.
+/// Logits `[n, C]` and labels `[n]` from `predictions/<split>.safetensors`.
 pub fn read_predictions(run: &Path, split: &str) -> Result<(Vec<f64>, Vec<usize>, usize)> {
     let path = run.join("predictions").join(format!("{split}.safetensors"));
     if !path.exists() {

@@ -18,7 +18,7 @@ pub struct FeaturesArgs {
     /// Split: train, validation or test (after the paper's split protocol; ignored for --file).
     #[arg(long, short = 's', default_value = "train")]
     pub split: Split,
-    /// Output safetensors file: `features` [n, hidden] f32 and `labels` [n] i64 (-1 if unlabelled).
+    /// Output safetensors file: `features` `[n, hidden]` f32 and `labels` `[n]` i64 (-1 if unlabelled).
     #[arg(long, short = 'o')]
     pub out: PathBuf,
     #[command(flatten)]

@@ -78,7 +78,7 @@ impl TryFrom<&NtkArgs> for NtkRunConfig {
     }
 }
 
-/// Regression accuracies of one kernel (fractions in [0, 1]).
+/// Regression accuracies of one kernel (fractions in `[0, 1]`).
 #[derive(Serialize)]
 struct Accuracies {
     /// Per-logit binary accuracy over N·C train rows (the paper's "Acc" train).

@@ -97,9 +97,9 @@ impl FromStr for Split {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskMetric {
-    /// Fraction of correct argmax predictions, in [0, 1].
+    /// Fraction of correct argmax predictions, in `[0, 1]`.
     Accuracy,
-    /// Matthews correlation coefficient, in [-1, 1] (CoLA).
+    /// Matthews correlation coefficient, in `[-1, 1]` (CoLA).
     Mcc,
 }
 

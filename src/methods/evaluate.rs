@@ -7,7 +7,7 @@ use crate::data::batch::{length_bucketed, Encoded, TextTokenizer};
 use crate::error::Result;
 use crate::model::{Mode, SequenceClassifier};
 
-/// Eval-mode logits of `encoded` examples, row-major [n, C], in input order.
+/// Eval-mode logits of `encoded` examples, row-major `[n, C]`, in input order.
 pub fn logits(
     model: &SequenceClassifier,
     tokenizer: &TextTokenizer,

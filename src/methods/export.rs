@@ -1,6 +1,6 @@
 //! Writing trained weights in Hugging Face and PEFT layouts.
 //!
-//! - `head.safetensors`: `classifier.weight` [C, h], `classifier.bias` [C] (every method).
+//! - `head.safetensors`: `classifier.weight` `[C, h]`, `classifier.bias` `[C]` (every method).
 //! - `model/` (FT, LP-FT): `config.json`, `model.safetensors` with `*ForSequenceClassification`
 //!   keys (`bert.` / `roberta.` + encoder, `classifier.*`), `tokenizer.json`. `AutoModel`
 //!   loads the encoder from it; the paper's head is the linear map `classifier` on the first

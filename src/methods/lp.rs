@@ -37,7 +37,7 @@ pub struct LpSummary {
     pub binary_halving: bool,
 }
 
-/// Eval-mode features [n, h] of `encoded` (f64, row-major), in input order.
+/// Eval-mode features `[n, h]` of `encoded` (f64, row-major), in input order.
 pub fn features(
     model: &SequenceClassifier,
     tokenizer: &TextTokenizer,
@@ -62,7 +62,7 @@ pub fn features(
     Ok(out)
 }
 
-/// Fits the probe on features `x` [n, d] with labels `y`. Returns the model, the C used, and
+/// Fits the probe on features `x` `[n, d]` with labels `y`. Returns the model, the C used, and
 /// the mean CV accuracy per candidate C when C was cross-validated.
 pub fn fit_probe(
     cfg: &LpConfig,

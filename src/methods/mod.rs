@@ -1,6 +1,6 @@
 //! The paper's five methods (spec §2–§3): LP, FT, LP-FT, LoRA, LP-LoRA.
 //!
-//! [`run`] executes one (task, method, seed) cell into a run directory: LP fits an L2 logistic
+//! [`run()`] executes one (task, method, seed) cell into a run directory: LP fits an L2 logistic
 //! regression on frozen features; FT and LoRA train by AdamW with linear decay, gradient
 //! clipping and dropout, evaluating on the validation split after every epoch and keeping the
 //! best checkpoint; LP-FT / LP-LoRA install the LP head first.

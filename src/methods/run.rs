@@ -382,7 +382,7 @@ pub fn run(
     Ok(RunOutcome { dir, metrics })
 }
 
-/// Saves eval logits [n, C] (f32) and labels [n] as `predictions/<split>.safetensors`.
+/// Saves eval logits `[n, C]` (f32) and labels `[n]` as `predictions/<split>.safetensors`.
 pub fn save_predictions(
     dir: &Path,
     split: &str,

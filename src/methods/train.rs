@@ -64,7 +64,7 @@ pub fn score(metric: TaskMetric, m: &Metrics) -> f64 {
     }
 }
 
-/// Mean cross-entropy of `logits` [b, C] against `labels`.
+/// Mean cross-entropy of `logits` `[b, C]` against `labels`.
 pub fn cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
     let (b, c) = logits.dims2()?;
     let mut onehot = vec![0f32; b * c];

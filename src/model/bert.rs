@@ -26,7 +26,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// Loads `{name}.weight` and `{name}.bias`, both [h].
+    /// Loads `{name}.weight` and `{name}.bias`, both `[h]`.
     pub fn load(p: &Params, name: &str, h: usize, eps: f64) -> Result<Self> {
         Ok(Self {
             weight: p.get(&format!("{name}.weight"), &[h])?,
@@ -107,7 +107,7 @@ impl Embeddings {
         }
     }
 
-    /// Shapes: inputs [b, l] → [b, l, h].
+    /// Shapes: inputs `[b, l]` → `[b, l, h]`.
     pub fn forward(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
         let dev = self.word_embeddings.device();
         let (b, l) = (inputs.batch, inputs.seq_len);
@@ -191,13 +191,13 @@ impl Attention {
         })
     }
 
-    /// Shapes: `xs` [b, l, h], `mask` additive [b, 1, 1, l] → [b, l, h].
+    /// Shapes: `xs` `[b, l, h]`, `mask` additive `[b, 1, 1, l]` → `[b, l, h]`.
     pub fn forward(&self, xs: &Tensor, mask: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         self.forward_queries(xs, xs, mask, mode)
     }
 
-    /// Attention output for the query rows `xq` [b, lq, h] (a subset of the positions of `xs`,
-    /// e.g. only the first token) over all keys and values of `xs` [b, l, h] → [b, lq, h].
+    /// Attention output for the query rows `xq` `[b, lq, h]` (a subset of the positions of `xs`,
+    /// e.g. only the first token) over all keys and values of `xs` `[b, l, h]` → `[b, lq, h]`.
     pub fn forward_queries(
         &self,
         xs: &Tensor,
@@ -261,7 +261,7 @@ impl Layer {
         })
     }
 
-    /// Shapes: `xs` [b, l, h], `mask` [b, 1, 1, l] → [b, l, h].
+    /// Shapes: `xs` `[b, l, h]`, `mask` `[b, 1, 1, l]` → `[b, l, h]`.
     pub fn forward(&self, xs: &Tensor, mask: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         self.forward_queries(xs, xs, mask, mode)
     }
@@ -325,7 +325,7 @@ impl Encoder {
         self.embeddings.word_embeddings.device()
     }
 
-    /// Final hidden states. Shapes: inputs [b, l] → [b, l, h].
+    /// Final hidden states. Shapes: inputs `[b, l]` → `[b, l, h]`.
     pub fn forward(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
         inputs.check()?;
         let mask = additive_mask(inputs, self.device())?;
@@ -336,7 +336,7 @@ impl Encoder {
         Ok(xs)
     }
 
-    /// The first token's final hidden state only. Shapes: inputs [b, l] → [b, h].
+    /// The first token's final hidden state only. Shapes: inputs `[b, l]` → `[b, h]`.
     ///
     /// Exactly the first row of [`Encoder::forward`]: the last layer computes its query,
     /// attention output, FFN and LayerNorms for that row only (keys and values still see every
@@ -358,7 +358,7 @@ impl Encoder {
     }
 }
 
-/// Additive attention mask [b, 1, 1, l]: 0 for tokens, the most negative f32 for padding
+/// Additive attention mask `[b, 1, 1, l]`: 0 for tokens, the most negative f32 for padding
 /// (REF: transformers' extended attention mask uses `finfo(dtype).min`).
 pub fn additive_mask(inputs: &Inputs, dev: &Device) -> Result<Tensor> {
     let vals: Vec<f32> = inputs

@@ -175,7 +175,7 @@ pub fn layer_norm(
 
 // ------------------------------------------------------- masked, scaled softmax
 
-/// softmax(scale · s + mask) over the last dim; `s` [b, heads, lq, lk], `mask` [b, 1, 1, lk].
+/// softmax(scale · s + mask) over the last dim; `s` `[b, heads, lq, lk]`, `mask` `[b, 1, 1, lk]`.
 struct MaskedSoftmaxOp {
     scale: f32,
 }
@@ -276,8 +276,8 @@ impl CustomOp2 for SoftmaxBwdOp {
     }
 }
 
-/// softmax(scale · scores + mask) over the last dim. Shapes: `scores` [b, heads, lq, lk],
-/// `mask` additive [b, 1, 1, lk] (a constant: it gets no gradient).
+/// softmax(scale · scores + mask) over the last dim. Shapes: `scores` `[b, heads, lq, lk]`,
+/// `mask` additive `[b, 1, 1, lk]` (a constant: it gets no gradient).
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
     let scores = scores.contiguous()?;
     let mask = mask.contiguous()?;
@@ -303,7 +303,7 @@ fn gelu_grad(x: f32) -> f32 {
     0.5 * (1.0 + libm::erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
 }
 
-/// gelu_erf(x + bias) over the last dim; `bias` [f].
+/// gelu_erf(x + bias) over the last dim; `bias` `[f]`.
 struct BiasGeluOp;
 
 impl CustomOp2 for BiasGeluOp {
@@ -401,7 +401,7 @@ impl CustomOp3 for BiasGeluBwdOp {
     }
 }
 
-/// gelu_erf(xs + bias) over the last dim. Shapes: `xs` [.., f], `bias` [f].
+/// gelu_erf(xs + bias) over the last dim. Shapes: `xs` `[.., f]`, `bias` `[f]`.
 pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     let xs = xs.contiguous()?;
     xs.apply_op2_arc(bias, std::sync::Arc::new(Box::new(BiasGeluOp)))
@@ -557,11 +557,11 @@ mod tests {
 
 // ------------------------------------------------- linear map by a frozen weight
 
-/// x ↦ x Wᵀ for a constant W [out, in]: the backward returns dx = g W only. candle's matmul
+/// x ↦ x Wᵀ for a constant W `[out, in]`: the backward returns dx = g W only. candle's matmul
 /// backward always computes the weight gradient too, which for frozen weights (LoRA, eNTK
 /// w.r.t. a subset) is a full GEMM per layer thrown away.
 struct FrozenMatmulOp {
-    /// W [out, in], contiguous.
+    /// W `[out, in]`, contiguous.
     weight: Tensor,
 }
 
@@ -637,8 +637,8 @@ impl candle_core::CustomOp1 for FrozenMatmulOp {
     }
 }
 
-/// x Wᵀ for a constant weight W [out, in] whose gradient is not needed. Shapes: `xs`
-/// [rows, in] → [rows, out].
+/// x Wᵀ for a constant weight W `[out, in]` whose gradient is not needed. Shapes: `xs`
+/// `[rows, in]` → `[rows, out]`.
 pub fn frozen_matmul(xs: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
     let xs = xs.contiguous()?;
     let weight = weight.contiguous()?;

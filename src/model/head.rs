@@ -39,7 +39,7 @@ impl std::str::FromStr for Pooling {
 }
 
 impl Pooling {
-    /// φ(x). Shapes: `hidden` [b, l, h] → [b, h].
+    /// φ(x). Shapes: `hidden` `[b, l, h]` → `[b, h]`.
     pub fn apply(self, hidden: &Tensor, inputs: &Inputs) -> Result<Tensor> {
         let (b, l, h) = hidden.dims3()?;
         match self {
@@ -55,7 +55,7 @@ impl Pooling {
     }
 }
 
-/// Linear head `classifier.weight` V [C, h] and `classifier.bias` b [C].
+/// Linear head `classifier.weight` V `[C, h]` and `classifier.bias` b `[C]`.
 #[derive(Debug, Clone)]
 pub struct Head {
     pub weight: Tensor,
@@ -64,7 +64,7 @@ pub struct Head {
 }
 
 impl Head {
-    /// Loads `classifier.*` from the checkpoint if present there with shape [C, h], else draws
+    /// Loads `classifier.*` from the checkpoint if present there with shape `[C, h]`, else draws
     /// V ~ N(0, init_std²) from `rng` and sets b = 0.
     pub fn load(
         p: &Params,
@@ -94,7 +94,7 @@ impl Head {
         self.weight.dims()[0]
     }
 
-    /// Logits. Shapes: `features` [b, h] → [b, C].
+    /// Logits. Shapes: `features` `[b, h]` → `[b, C]`.
     pub fn forward(&self, features: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let xs = mode.dropout(features, self.dropout)?;
         Ok(xs.matmul(&self.weight.t()?)?.broadcast_add(&self.bias)?)

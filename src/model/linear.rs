@@ -7,8 +7,8 @@ use crate::model::lora::LoraAdapter;
 use crate::model::params::Params;
 use crate::model::record::Recorder;
 
-/// A dense layer, optionally with a LoRA adapter. Shapes: `weight` [out, in], `bias` [out];
-/// input [.., in] → [.., out].
+/// A dense layer, optionally with a LoRA adapter. Shapes: `weight` `[out, in]`, `bias` `[out]`;
+/// input `[.., in]` → `[.., out]`.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor,
@@ -17,7 +17,7 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Loads `{name}.weight` [out, in] and `{name}.bias` [out], and the adapter
+    /// Loads `{name}.weight` `[out, in]` and `{name}.bias` `[out]`, and the adapter
     /// `{name}.lora_A.weight` / `{name}.lora_B.weight` when the loading's LoRA config targets
     /// this module (from the checkpoint if there, else freshly initialised).
     pub fn load(p: &Params, name: &str, in_dim: usize, out_dim: usize) -> Result<Self> {

@@ -71,7 +71,7 @@ impl LoraConfig {
     }
 }
 
-/// The low-rank factors of one adapted layer. Shapes: `a` [r, in], `b` [out, r].
+/// The low-rank factors of one adapted layer. Shapes: `a` `[r, in]`, `b` `[out, r]`.
 #[derive(Debug, Clone)]
 pub struct LoraAdapter {
     pub a: Tensor,
@@ -80,13 +80,13 @@ pub struct LoraAdapter {
 }
 
 impl LoraAdapter {
-    /// The adapter's contribution s·(x Aᵀ) Bᵀ. Shapes: `xs` [rows, in] → [rows, out].
+    /// The adapter's contribution s·(x Aᵀ) Bᵀ. Shapes: `xs` `[rows, in]` → `[rows, out]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let low = xs.matmul(&self.a.t()?)?;
         Ok((low.matmul(&self.b.t()?)? * self.scale)?)
     }
 
-    /// s·B·A, the dense update [out, in] (for merging).
+    /// s·B·A, the dense update `[out, in]` (for merging).
     pub fn delta(&self) -> Result<Tensor> {
         Ok((self.b.matmul(&self.a)? * self.scale)?)
     }

@@ -27,7 +27,7 @@ pub use mode::Mode;
 pub use params::{Checkpoint, LoadReport, Params, Trainable};
 pub use record::{Recorder, Site};
 
-/// A tokenised, padded batch on the host. All vectors are row-major [batch, seq_len].
+/// A tokenised, padded batch on the host. All vectors are row-major `[batch, seq_len]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inputs {
     pub input_ids: Vec<u32>,
@@ -125,7 +125,7 @@ impl SequenceClassifier {
         ))
     }
 
-    /// φ(x). Shapes: inputs [b, l] → [b, h].
+    /// φ(x). Shapes: inputs `[b, l]` → `[b, h]`.
     pub fn features(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
         match self.pooling {
             Pooling::First => self.encoder.forward_first(inputs, mode),
@@ -136,7 +136,7 @@ impl SequenceClassifier {
         }
     }
 
-    /// Logits. Shapes: inputs [b, l] → [b, C].
+    /// Logits. Shapes: inputs `[b, l]` → `[b, C]`.
     pub fn forward(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
         let feats = self.features(inputs, mode)?;
         self.head.forward(&feats, mode)

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::model::fused;
 
 /// LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · γ + β (biased variance).
-/// Shapes: `xs` [.., h], `gamma`/`beta` [h]. Uses the fused CPU kernel where it applies.
+/// Shapes: `xs` `[.., h]`, `gamma`/`beta` `[h]`. Uses the fused CPU kernel where it applies.
 pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     if fused::applies(xs) {
         return Ok(fused::layer_norm(xs, gamma, beta, eps)?);
@@ -45,7 +45,7 @@ pub fn log_softmax_last(xs: &Tensor) -> Result<Tensor> {
 }
 
 /// softmax(scale · scores + mask) over the last dimension (fused on CPU). Shapes: `scores`
-/// [b, heads, lq, lk], `mask` additive [b, 1, 1, lk].
+/// `[b, heads, lq, lk]`, `mask` additive `[b, 1, 1, lk]`.
 pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     if fused::applies(scores) {
         return Ok(fused::masked_softmax(scores, mask, scale)?);

@@ -189,8 +189,8 @@ impl<'a> Params<'a> {
         self
     }
 
-    /// The adapter of module `path` if LoRA targets it: `{path}.lora_A.weight` [r, in] and
-    /// `{path}.lora_B.weight` [out, r] from the checkpoint, else A ~ U(−1/√in, 1/√in), B = 0.
+    /// The adapter of module `path` if LoRA targets it: `{path}.lora_A.weight` `[r, in]` and
+    /// `{path}.lora_B.weight` `[out, r]` from the checkpoint, else A ~ U(−1/√in, 1/√in), B = 0.
     pub fn lora_adapter(
         &self,
         path: &str,

@@ -6,7 +6,7 @@
 //! it is selected (by the [`TensorId`] of the layer's *key* parameter, see [`Site`]) and, if so,
 //! registers a site:
 //!
-//! - a [`Linear`] stashes its input `X` [rows, d_in] and adds a zero `Var` "probe" `Z` of its
+//! - a [`Linear`] stashes its input `X` `[rows, d_in]` and adds a zero `Var` "probe" `Z` of its
 //!   output's shape to the output, `y = x Wᵀ (+ LoRA) + Z`. The value is unchanged (`+ 0` is
 //!   exact), and after `s.backward()` the probe's gradient is `∂s/∂y`. The probe is needed
 //!   because candle's backward drops the gradients of every non-variable node; a `Var` keeps its
@@ -42,9 +42,9 @@ pub enum Site {
     Embeddings {
         /// Id of `embeddings.word_embeddings.weight`.
         key: TensorId,
-        /// Zero probe of shape [b·l, h]: its gradient is ∂s/∂(word + position + type).
+        /// Zero probe of shape `[b·l, h]`: its gradient is ∂s/∂(word + position + type).
         probe: Var,
-        /// Row-major [b·l] token, position and token-type ids.
+        /// Row-major `[b·l]` token, position and token-type ids.
         input_ids: Vec<u32>,
         position_ids: Vec<u32>,
         token_type_ids: Vec<u32>,
@@ -60,9 +60,9 @@ pub enum Site {
     Linear {
         /// Id of the layer's `weight` in the model.
         key: TensorId,
-        /// The input `X`, [rows, d_in] (rows = b·l, or b on the first-token path's last layer).
+        /// The input `X`, `[rows, d_in]` (rows = b·l, or b on the first-token path's last layer).
         input: Tensor,
-        /// Zero probe of shape [rows, d_out]: its gradient is `G = ∂s/∂y`.
+        /// Zero probe of shape `[rows, d_out]`: its gradient is `G = ∂s/∂y`.
         probe: Var,
         /// The layer's LoRA adapter, if any (its factors enter the LoRA blocks).
         lora: Option<LoraAdapter>,
@@ -143,7 +143,7 @@ impl Recorder {
         Ok(Some(out))
     }
 
-    /// Called by [`Embeddings`](crate::model::bert::Embeddings) with the summed embeddings [b·l, h] and the ids that selected
+    /// Called by [`Embeddings`](crate::model::bert::Embeddings) with the summed embeddings `[b·l, h]` and the ids that selected
     /// them: returns the sum with a zero probe added when the embeddings are recorded.
     pub(crate) fn embeddings(
         &self,

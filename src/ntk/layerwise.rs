@@ -6,7 +6,7 @@
 //! [`Mode::Record`] and then backward once per logit c (C passes).
 //! The [`Recorder`] hands back, per layer, what the parameter gradients factor into:
 //!
-//! - dense weight W (`y = x Wᵀ + b`): input X [L, d_in] and output gradient G_c [L, d_out];
+//! - dense weight W (`y = x Wᵀ + b`): input X `[L, d_in]` and output gradient G_c `[L, d_out]`;
 //!   `∂s_c/∂W = G_cᵀX`, so the block is `⟨G_cᵀX, G′_{c′}ᵀX′⟩_F`
 //!   `= Σ_{t,s} (G_c G′_{c′}ᵀ)_{ts}(X X′ᵀ)_{ts}` ([`Contraction`] picks how);
 //! - bias: `(Σ_t G_c,t)·(Σ_s G′_{c′},s)`;
@@ -433,7 +433,7 @@ enum Block {
         vals: Vec<f64>,
         h: usize,
     },
-    /// `scale·Σ_t g_{c,t} x_tᵀ` with `x` [rows, dx] and `g` [C, rows, dg] (f32).
+    /// `scale·Σ_t g_{c,t} x_tᵀ` with `x` `[rows, dx]` and `g` `[C, rows, dg]` (f32).
     Outer {
         x: Arc<Vec<f32>>,
         g: Arc<Vec<f32>>,
@@ -444,7 +444,7 @@ enum Block {
     },
 }
 
-/// The per-logit head rows `v_c` [1, h] (detached: the head is not in θ).
+/// The per-logit head rows `v_c` `[1, h]` (detached: the head is not in θ).
 fn head_rows(model: &SequenceClassifier) -> Result<Vec<Tensor>> {
     let v = model.head.weight.detach();
     (0..model.head.num_labels())
@@ -452,7 +452,7 @@ fn head_rows(model: &SequenceClassifier) -> Result<Vec<Tensor>> {
         .collect()
 }
 
-/// φ(x) [1, h] along `path`.
+/// φ(x) `[1, h]` along `path`.
 fn features(
     model: &SequenceClassifier,
     inputs: &Inputs,
@@ -472,7 +472,7 @@ fn host_f32(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// Sums the rows of `g` [C, rows, h] by id: sorted distinct ids and `[k, C, h]` sums.
+/// Sums the rows of `g` `[C, rows, h]` by id: sorted distinct ids and `[k, C, h]` sums.
 fn aggregate_rows(ids: &[u32], g: &[f32], c: usize, h: usize) -> Block {
     let rows = ids.len();
     let mut distinct: Vec<u32> = ids.to_vec();
@@ -679,7 +679,7 @@ const GRAM_BLOCK: usize = 4096;
 const GRAM_BLOCKS_PER_TASK: usize = 2;
 
 /// Adds one parameter's kernel `K[(i,c), (j,c′)]` for every job into `outs[job]`
-/// ([n1·C, n2·C]); the blocks of set s are `sets[s]`, one per example. Per-set work (gathering,
+/// (`[n1·C, n2·C]`); the blocks of set s are `sets[s]`, one per example. Per-set work (gathering,
 /// materialising gradient slices) is done once for all jobs. In a symmetric job only pairs
 /// j ≥ i (and the upper triangle of Gram products) are filled.
 fn contract_block(
@@ -816,7 +816,7 @@ fn inconsistent() -> Error {
     }
 }
 
-/// `out += A Bᵀ` with A [ra, k], B [rb, k] row-major; B = None means B = A, and then only the
+/// `out += A Bᵀ` with A `[ra, k]`, B `[rb, k]` row-major; B = None means B = A, and then only the
 /// upper triangle of `out` (square) is updated. Blocked over k: each task sums
 /// [`GRAM_BLOCKS_PER_TASK`] column blocks sequentially and the task sums are added in order
 /// (deterministic).
@@ -915,7 +915,7 @@ struct Scratch {
     slices: BTreeMap<usize, Vec<f64>>,
 }
 
-/// Forms the gradient rows `scale·g_c[:, o0..o0+w]ᵀ x` ([w, dx] each, row-major) of every
+/// Forms the gradient rows `scale·g_c[:, o0..o0+w]ᵀ x` (`[w, dx]` each, row-major) of every
 /// (example, logit) into `out`: `[n·C, w·dx]`.
 fn materialize(o: &[OuterRef], c: usize, o0: usize, w: usize, out: &mut Vec<f64>) {
     let dx = o[0].dx;

@@ -64,7 +64,7 @@ impl Default for KernelRegressionParams {
     }
 }
 
-/// A fitted kernel regression and its accuracies (fractions in [0, 1]).
+/// A fitted kernel regression and its accuracies (fractions in `[0, 1]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KernelRegression {
     /// Per-logit binary accuracy over the `N_train·C` train×train rows (the paper's "Acc" train

@@ -78,7 +78,7 @@ pub struct LogRegCv {
     pub best_c: f64,
     /// Index of `best_c` in `cs`.
     pub best_index: usize,
-    /// Test-fold accuracy in [0, 1], `[fold][c]` (scikit-learn's `scores_`).
+    /// Test-fold accuracy in `[0, 1]`, `[fold][c]` (scikit-learn's `scores_`).
     pub scores: Vec<Vec<f64>>,
     /// L-BFGS iterations, `[fold][c]` (scikit-learn's `n_iter_`).
     pub n_iter: Vec<Vec<usize>>,

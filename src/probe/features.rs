@@ -10,7 +10,7 @@ use crate::data::batch::{length_bucketed, TextTokenizer};
 use crate::error::Result;
 use crate::model::{Mode, SequenceClassifier};
 
-/// Features of `texts` ([n, h], f32). `progress` is called with the number of examples done
+/// Features of `texts` (`[n, h]`, f32). `progress` is called with the number of examples done
 /// after every batch.
 pub fn extract_features(
     model: &SequenceClassifier,

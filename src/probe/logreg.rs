@@ -704,7 +704,7 @@ impl LogReg {
             .collect())
     }
 
-    /// Fraction of correct predictions in [0, 1] (scikit-learn's `score`).
+    /// Fraction of correct predictions in `[0, 1]` (scikit-learn's `score`).
     ///
     /// # Errors
     /// [`Error::Shape`] if `x` or `y` do not have `n` examples.
@@ -1030,7 +1030,7 @@ mod lbfgs {
         }
 
         /// One safeguarded step (MINPACK-2 `dcstep`): updates the interval of uncertainty
-        /// [stx, sty] with the trial (stp, fp, dp) and sets the next trial in `stp`.
+        /// `[stx, sty]` with the trial (stp, fp, dp) and sets the next trial in `stp`.
         #[allow(clippy::too_many_arguments)]
         fn dcstep(
             &mut self,
@@ -1221,7 +1221,7 @@ pub(crate) mod tests {
         Fixture { f, i }
     }
 
-    /// One problem: features [n, d], labels, classes.
+    /// One problem: features `[n, d]`, labels, classes.
     pub struct Data {
         pub x: Vec<f64>,
         pub n: usize,
