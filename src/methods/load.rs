@@ -28,7 +28,8 @@ pub fn read_config(dir: &Path) -> Result<RunConfig> {
     serde_json::from_str(&text).map_err(|e| Error::Json { path, source: e })
 }
 
-fn read_tensors(path: &Path) -> Result<Vec<(String, candle_core::Tensor)>> {
+/// Every tensor of a safetensors file in a run directory (an error naming it when missing).
+pub fn read_tensors(path: &Path) -> Result<Vec<(String, candle_core::Tensor)>> {
     if !path.exists() {
         return Err(Error::io(
             path,

@@ -31,7 +31,7 @@ use crate::data::batch::TextTokenizer;
 use crate::data::{Example, Split};
 use crate::error::{Error, Result};
 use crate::methods::config::{Method, RunConfig};
-use crate::methods::load::read_config;
+use crate::methods::load::{read_config, read_tensors};
 use crate::methods::lp;
 use crate::model::source::{self, FetchOptions, ModelSource};
 use crate::model::{Checkpoint, ModelFiles, ModelOptions, SequenceClassifier, Trainable};
@@ -126,21 +126,6 @@ pub struct RunKernels {
     pub feature_seconds: f64,
 }
 
-fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "missing from the run directory",
-            ),
-        ));
-    }
-    Ok(candle_core::safetensors::load(path, &Device::Cpu)?
-        .into_iter()
-        .collect())
-}
-
 fn labels_of(examples: &[Example], split: Split) -> Result<Vec<usize>> {
     examples
         .iter()
@@ -175,7 +160,7 @@ pub fn compute_run(
     let arch = files.config.arch();
     let mut ckpt = Checkpoint::load(&files.weights, arch, &Device::Cpu)?;
     if run.method.has_lp() {
-        ckpt.overlay(read_safetensors(&dir.join("lp_head.safetensors"))?, arch)?;
+        ckpt.overlay(read_tensors(&dir.join("lp_head.safetensors"))?, arch)?;
     }
     let task = crate::methods::run::load_task(&run)?;
     let opts = ModelOptions {

@@ -48,6 +48,9 @@ fn help_works_for_every_subcommand() {
         "predict",
         "calibrate",
         "analyze",
+        "sweep-norm",
+        "lp-path",
+        "ntk",
         "bench",
     ] {
         assert!(top.contains(sub), "top-level help lists {sub}");
