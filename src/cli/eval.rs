@@ -36,8 +36,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .clone()
         .or(trained.config.data_dir.clone())
         .unwrap_or_else(data::default_data_dir);
-    let task = data::load_task(&task_name, &dir, &LoadOptions::default())
-        .with_context(|| format!("loading task `{task_name}` from {}", dir.display()))?;
+    let task = match &args.task {
+        // Another built-in task with the same labels (out-of-distribution evaluation).
+        Some(_) => data::load_task(&task_name, &dir, &LoadOptions::default()),
+        // The run's own task (built in or from files), with its data directory.
+        None => {
+            let mut cfg = trained.config.clone();
+            cfg.max_train_samples = None;
+            cfg.data_dir = Some(dir.clone());
+            lpft::methods::run::load_task(&cfg)
+        }
+    }
+    .with_context(|| format!("loading task `{task_name}` from {}", dir.display()))?;
     anyhow::ensure!(
         task.labels == trained.metrics.labels,
         "task {} has labels {:?}, the run was trained on {:?}",

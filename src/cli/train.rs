@@ -7,6 +7,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use lpft::data::batch::Padding;
+use lpft::data::FileTask;
 use lpft::methods::run::{Observer, RunOptions};
 use lpft::methods::train::EpochRecord;
 use lpft::methods::{self, Method, RunConfig};
@@ -86,6 +87,32 @@ pub struct TrainArgs {
     /// Data directory (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Your own training file (CSV/TSV with header, JSONL, text) instead of a built-in task;
+    /// needs --test-file, --text-a and --label (--task names the run, default: the file stem).
+    #[arg(long, requires = "test_file")]
+    pub train_file: Option<PathBuf>,
+    /// Validation file (default: the last 10% of --train-file, unshuffled, as the paper's
+    /// protocol).
+    #[arg(long, requires = "train_file")]
+    pub validation_file: Option<PathBuf>,
+    /// Test file (labelled).
+    #[arg(long, requires = "train_file")]
+    pub test_file: Option<PathBuf>,
+    /// Format of the files when the extension does not say: csv, tsv, jsonl, text.
+    #[arg(long, requires = "train_file")]
+    pub format: Option<lpft::data::FileFormat>,
+    /// Column (or JSON key) of the first text in the files.
+    #[arg(long, default_value = "text")]
+    pub text_a: String,
+    /// Column of the second text of a pair task.
+    #[arg(long)]
+    pub text_b: Option<String>,
+    /// Column of the label.
+    #[arg(long, default_value = "label")]
+    pub label: String,
+    /// Label names in id order (default: the training file's labels, sorted).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
     /// Continue an interrupted run from its last completed epoch.
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
@@ -106,15 +133,36 @@ impl TryFrom<&TrainArgs> for RunConfig {
                     .with_context(|| format!("{}: not a run config", path.display()))?
             }
             None => {
-                let task = a
-                    .task
-                    .as_deref()
-                    .context("--task is required (or --config)")?;
+                let task = match (&a.task, &a.train_file) {
+                    (Some(t), _) => t.clone(),
+                    (None, Some(f)) => f
+                        .file_stem()
+                        .map_or("custom".into(), |s| s.to_string_lossy().into_owned()),
+                    (None, None) => {
+                        anyhow::bail!("--task (or --train-file, or --config) is required")
+                    }
+                };
                 let method = a.method.context("--method is required (or --config)")?;
                 let model = a.model.as_deref().unwrap_or("minilm");
-                RunConfig::paper_defaults(task, method, model, a.seed)
+                RunConfig::paper_defaults(&task, method, model, a.seed)
             }
         };
+        if let Some(train) = &a.train_file {
+            cfg.files = Some(FileTask {
+                train: train.clone(),
+                validation: a.validation_file.clone(),
+                test: a
+                    .test_file
+                    .clone()
+                    .context("--test-file is required with --train-file")?,
+                format: a.format,
+                text_a: a.text_a.clone(),
+                text_b: a.text_b.clone(),
+                label: a.label.clone(),
+                labels: a.labels.clone(),
+                metric: lpft::data::TaskMetric::Accuracy,
+            });
+        }
         if a.config.is_some() {
             if let Some(t) = &a.task {
                 cfg.task = t.clone();

@@ -11,6 +11,7 @@
 //! Errors name the file, the 1-based line and, where one is at fault, the field.
 
 pub mod batch;
+pub mod custom;
 pub mod formats;
 pub mod split;
 pub mod tasks;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+pub use custom::{load_file_task, FileTask};
 pub use formats::{read_file, FileFormat, FileSpec};
 pub use split::{split_train_validation, truncate_train, validation_size};
 pub use tasks::{load_task, load_unlabelled, task_names, Task};

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::data::batch::TokenizeConfig;
+use crate::data::FileTask;
 use crate::error::{Error, Result};
 use crate::methods::optim::AdamWConfig;
 use crate::model::lora::LoraConfig;
@@ -197,8 +198,11 @@ pub struct TrainConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    /// Built-in task name (see `lpft data --help`).
+    /// Built-in task name (see `lpft data --help`), or the name of a file task.
     pub task: String,
+    /// The user's own files instead of a built-in task.
+    #[serde(default)]
+    pub files: Option<FileTask>,
     pub method: Method,
     /// Model spec: `minilm`, `mpnet`, a directory, or a hub id.
     pub model: String,
@@ -232,6 +236,7 @@ impl RunConfig {
         let (batch_size, lr) = method.table6_defaults(task);
         Self {
             task: task.to_string(),
+            files: None,
             method,
             model: model.to_string(),
             seed,

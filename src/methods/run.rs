@@ -133,14 +133,14 @@ fn encode(tok: &TextTokenizer, examples: &[Example]) -> Result<Vec<Encoded>> {
 
 /// Loads a task as a run config names it.
 pub fn load_task(cfg: &RunConfig) -> Result<TaskData> {
+    let opts = LoadOptions {
+        max_train_samples: cfg.max_train_samples,
+    };
+    if let Some(files) = &cfg.files {
+        return data::load_file_task(&cfg.task, files, &opts);
+    }
     let dir = cfg.data_dir.clone().unwrap_or_else(data::default_data_dir);
-    data::load_task(
-        &cfg.task,
-        &dir,
-        &LoadOptions {
-            max_train_samples: cfg.max_train_samples,
-        },
-    )
+    data::load_task(&cfg.task, &dir, &opts)
 }
 
 fn prepare_dir(dir: &Path, opts: &RunOptions) -> Result<()> {

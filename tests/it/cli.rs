@@ -385,3 +385,62 @@ fn norm_sweep_scales_the_starting_head_and_lp_path_records_iterations() {
         "the norm grows with the budget at C = 100: {first} → {last}"
     );
 }
+
+#[test]
+fn train_on_your_own_csv_files() {
+    let dir = util::temp_dir("own_files");
+    let mut train = String::from("id,review,stars\n");
+    for i in 0..40 {
+        let (t, l) = if i % 2 == 0 {
+            ("a good movie , yes", "pos")
+        } else {
+            ("a bad film , no", "neg")
+        };
+        train.push_str(&format!("{i},\"{t} {i}\",{l}\n"));
+    }
+    let train_p = dir.path().join("reviews-train.csv");
+    let test_p = dir.path().join("reviews-test.csv");
+    std::fs::write(&train_p, &train).unwrap();
+    std::fs::write(
+        &test_p,
+        "id,review,stars\n1,\"good , yes\",pos\n2,\"bad , no\",neg\n",
+    )
+    .unwrap();
+    let runs = dir.path().join("runs");
+    let out = ok(&[
+        "train",
+        "--method",
+        "ft",
+        "--model",
+        &tiny("tiny-bert"),
+        "--train-file",
+        &train_p.display().to_string(),
+        "--test-file",
+        &test_p.display().to_string(),
+        "--text-a",
+        "review",
+        "--label",
+        "stars",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--out",
+        &runs.display().to_string(),
+    ]);
+    assert!(out.contains("test"), "{out}");
+    let run = runs.join("reviews-train/ft/seed-1001");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["labels"], serde_json::json!(["neg", "pos"]));
+    assert_eq!(m["test"]["n"], 2);
+    assert_eq!(m["validation"]["n"], 4, "the last 10% of the training file");
+    let out = ok(&[
+        "eval",
+        "--run",
+        &run.display().to_string(),
+        "--split",
+        "test",
+    ]);
+    assert!(out.contains("2 examples"), "{out}");
+}
