@@ -5,6 +5,7 @@ mod bench;
 mod calibrate;
 mod common;
 mod data;
+mod demo;
 mod eval;
 mod features;
 mod fetch_model;
@@ -42,6 +43,9 @@ pub struct GlobalArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// The whole pipeline on CB with the default model (reduced CPU preset): five methods,
+    /// calibration, feature statistics, the eNTK.
+    Demo(demo::DemoArgs),
     /// Download (or find in the cache) a model and print its local directory.
     FetchModel(fetch_model::FetchModelArgs),
     /// Print a model's architecture, size and vocabulary.
@@ -94,6 +98,7 @@ pub fn init(global: &GlobalArgs) {
 /// Runs one subcommand.
 pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Demo(a) => demo::run(a),
         Command::FetchModel(a) => fetch_model::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Data(a) => data::run(a),

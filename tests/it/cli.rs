@@ -39,6 +39,7 @@ fn tiny(name: &str) -> String {
 fn help_works_for_every_subcommand() {
     let top = ok(&["--help"]);
     for sub in [
+        "demo",
         "fetch-model",
         "inspect",
         "data",
@@ -443,4 +444,40 @@ fn train_on_your_own_csv_files() {
         "test",
     ]);
     assert!(out.contains("2 examples"), "{out}");
+}
+
+#[test]
+fn demo_runs_the_whole_pipeline_on_a_tiny_model() {
+    let dir = util::temp_dir("demo");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 60, 24);
+    let out = dir.path().join("demo");
+    let stdout = ok(&[
+        "demo",
+        "--model",
+        &tiny("tiny-bert"),
+        "--data-dir",
+        &data.display().to_string(),
+        "--out",
+        &out.display().to_string(),
+        "--epochs",
+        "1",
+        "--ntk-examples",
+        "4",
+    ]);
+    for needle in [
+        "Accuracy and calibration",
+        "Temperature scaling",
+        "Table 1",
+        "eNTK at the start of lp-ft",
+    ] {
+        assert!(stdout.contains(needle), "demo prints {needle}:\n{stdout}");
+    }
+    for m in ["lp", "ft", "lp-ft", "lora", "lp-lora"] {
+        let run = out.join("cb").join(m).join("seed-1001");
+        for f in ["metrics.json", "calibration.json", "analysis.json"] {
+            assert!(run.join(f).exists(), "{m}: {f}");
+        }
+    }
+    assert!(out.join("cb/ft/seed-1001/kernels/ntk.json").exists());
 }
