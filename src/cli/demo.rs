@@ -1,7 +1,8 @@
 //! `lpft demo`: the whole pipeline on CB with the default model, in a reduced CPU preset.
 //!
 //! Fetches MiniLM, trains all five methods (one seed), fits temperature scaling, computes the
-//! feature statistics and the eNTK of FT and LP-FT on a subset, and prints the headline tables.
+//! feature statistics and the eNTK of FT, LP-FT and LoRA on a subset (with LoRA's kernel
+//! alignment to FT's), and prints the headline tables.
 //! Everything lands in ordinary run directories under `--out`, so every later command
 //! (`analyze`, `ntk`, `calibrate`, `eval`) works on them.
 
@@ -110,7 +111,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         split: Split::Test,
     })?;
     for (method, dir) in &dirs {
-        if matches!(method, Method::Ft | Method::LpFt) {
+        if matches!(method, Method::Ft | Method::LpFt | Method::Lora) {
             println!("\n== eNTK at the start of {method}");
             super::ntk::run(super::ntk::NtkArgs {
                 run: dir.clone(),
@@ -123,9 +124,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             })?;
         }
     }
+    let dir_of = |m: Method| dirs.iter().find(|(x, _)| *x == m).map(|(_, d)| d.clone());
+    if let (Some(lora), Some(ft)) = (dir_of(Method::Lora), dir_of(Method::Ft)) {
+        println!("\n== LoRA's F against FT's F (Prop. 4.4)");
+        super::ntk_align::run(super::ntk_align::NtkAlignArgs {
+            lora,
+            ft,
+            groups: vec!["query".into(), "value".into()],
+        })?;
+    }
     println!(
         "\nDone in {:.0} s. Runs: {} (each has metrics.json, history.jsonl, calibration.json, \
-         analysis.json; FT/LP-FT also kernels/).",
+         analysis.json; FT, LP-FT and LoRA also kernels/).",
         start.elapsed().as_secs_f64(),
         args.out.display()
     );

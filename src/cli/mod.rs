@@ -12,6 +12,7 @@ mod fetch_model;
 mod inspect;
 mod lp_path;
 mod ntk;
+mod ntk_align;
 mod predict;
 mod sweep_norm;
 mod train;
@@ -71,6 +72,8 @@ pub enum Command {
     SweepNorm(sweep_norm::SweepNormArgs),
     /// LP classifier norm and training accuracy against the L-BFGS iteration budget.
     LpPath(lp_path::LpPathArgs),
+    /// Kernel alignment of a LoRA run's F with an FT run's F (restricted to the adapted weights).
+    NtkAlign(ntk_align::NtkAlignArgs),
     /// Time encoder workloads (forward throughput on a fixed batch).
     Bench(bench::BenchArgs),
 }
@@ -111,6 +114,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Ntk(a) => ntk::run(a),
         Command::SweepNorm(a) => sweep_norm::run(a),
         Command::LpPath(a) => lp_path::run(a),
+        Command::NtkAlign(a) => ntk_align::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

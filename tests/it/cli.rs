@@ -52,6 +52,7 @@ fn help_works_for_every_subcommand() {
         "sweep-norm",
         "lp-path",
         "ntk",
+        "ntk-align",
         "bench",
     ] {
         assert!(top.contains(sub), "top-level help lists {sub}");
@@ -480,4 +481,14 @@ fn demo_runs_the_whole_pipeline_on_a_tiny_model() {
         }
     }
     assert!(out.join("cb/ft/seed-1001/kernels/ntk.json").exists());
+    let align: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("cb/lora/seed-1001/kernels/alignment.json")).unwrap(),
+    )
+    .unwrap();
+    let a = align["alignment_restricted"].as_f64().unwrap();
+    assert!(
+        (-1.0..=1.0 + 1e-12).contains(&a),
+        "alignment is a cosine: {a}"
+    );
+    assert!(stdout.contains("LoRA's F against FT's F"), "{stdout}");
 }
