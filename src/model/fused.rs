@@ -425,6 +425,11 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// Gradients of Σ (t ⊙ w): a fixed random cotangent for comparing backward passes.
+    fn weighted_grads(t: &Tensor, w: &Tensor) -> candle_core::backprop::GradStore {
+        t.mul(w).unwrap().sum_all().unwrap().backward().unwrap()
+    }
+
     fn close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
         let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
         let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
@@ -448,20 +453,8 @@ mod tests {
         let composed =
             ops::layer_norm_composed(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5).unwrap();
         close(&fused, &composed, VALUE_TOL, "layer norm values");
-        let gf = fused
-            .mul(&w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = composed
-            .mul(&w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let gf = weighted_grads(&fused, &w);
+        let gc = weighted_grads(&composed, &w);
         for (v, name) in [(&x, "dx"), (&g, "dgamma"), (&b, "dbeta")] {
             close(
                 gf.get(v.as_tensor()).unwrap(),
@@ -490,20 +483,8 @@ mod tests {
         )
         .unwrap();
         close(&fused, &composed, VALUE_TOL, "softmax values");
-        let gf = fused
-            .mul(&w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = composed
-            .mul(&w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let gf = weighted_grads(&fused, &w);
+        let gc = weighted_grads(&composed, &w);
         close(
             gf.get(s.as_tensor()).unwrap(),
             gc.get(s.as_tensor()).unwrap(),
@@ -525,20 +506,8 @@ mod tests {
             .gelu_erf()
             .unwrap();
         close(&fused, &composed, VALUE_TOL, "gelu values");
-        let gf = fused
-            .mul(&w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gc = composed
-            .mul(&w)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
+        let gf = weighted_grads(&fused, &w);
+        let gc = weighted_grads(&composed, &w);
         // candle's composed GELU backward uses 1/√(2π) rounded to 6 digits (0.398942).
         close(
             gf.get(x.as_tensor()).unwrap(),
