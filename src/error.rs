@@ -29,6 +29,9 @@ pub enum Error {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A figure could not be drawn.
+    #[error(transparent)]
+    Plot(#[from] crate::report::plots::PlotError),
 
     // -- model --
     /// `config.json` names an architecture lpft does not implement.

@@ -130,6 +130,29 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Reads and parses a JSON file.
+///
+/// # Errors
+/// [`Error::Io`] naming `path` if it cannot be read; [`Error::Json`] if it does not parse as `T`.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::Json {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+/// [`read_json`], or `None` when the file does not exist.
+///
+/// # Errors
+/// As [`read_json`] for a file that exists.
+pub fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    read_json(path).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

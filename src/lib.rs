@@ -16,11 +16,13 @@ pub mod analysis;
 pub mod calibration;
 pub mod data;
 pub mod error;
+pub mod experiment;
 pub mod fsutil;
 pub mod methods;
 pub mod model;
 pub mod ntk;
 pub mod probe;
+pub mod report;
 pub mod rng;
 
 pub use error::{Error, Result};

@@ -5,3 +5,5 @@
 
 pub mod features;
 pub mod kernel_stats;
+pub mod kernels;
+pub mod run;

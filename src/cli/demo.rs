@@ -99,6 +99,16 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             m.classifier_norm
         );
     }
+    if let Some((_, lp)) = dirs.iter().find(|(m, _)| *m == Method::Lp) {
+        let path = lpft::methods::lp::lp_path_of_run(lp).context("LP path")?;
+        println!(
+            "\nLP path (Fig. 1a): ‖V‖_F {:.4} after 1 iteration → {:.4} after {} (C = {:.3e})",
+            path.points.first().map_or(f64::NAN, |p| p.classifier_norm),
+            path.points.last().map_or(f64::NAN, |p| p.classifier_norm),
+            path.n_iter,
+            path.c
+        );
+    }
     let run_paths: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
     println!("\n== Temperature scaling (T fitted on validation NLL)");
     super::calibrate::run(super::calibrate::CalibrateArgs {
@@ -133,11 +143,23 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             groups: vec!["query".into(), "value".into()],
         })?;
     }
+    let report_dir = args.out.join("report");
+    let report = lpft::report::write_report(&args.out, &report_dir)
+        .with_context(|| format!("writing the report to {}", report_dir.display()))?;
+    println!("\n== Findings (the paper's claims, checked on these runs)\n");
+    if let Some(t) = report.tables.iter().find(|t| t.id == "findings") {
+        println!("{}", t.to_markdown());
+    }
     println!(
-        "\nDone in {:.0} s. Runs: {} (each has metrics.json, history.jsonl, calibration.json, \
+        "Done in {:.0} s. Runs: {} (each has metrics.json, history.jsonl, calibration.json, \
          analysis.json; FT, LP-FT and LoRA also kernels/).",
         start.elapsed().as_secs_f64(),
         args.out.display()
+    );
+    println!(
+        "Report: {} (Markdown: {})",
+        report.index_html.display(),
+        report.markdown.display()
     );
     Ok(())
 }

@@ -6,12 +6,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use serde::Serialize;
 
 use lpft::methods::lp;
 use lpft::methods::run::{load_task, write_json};
 use lpft::methods::{Method, RunConfig};
-use lpft::probe::logreg::{LogReg, LogRegParams};
 
 use super::common::{self, ModelArgs};
 
@@ -39,15 +37,6 @@ pub struct LpPathArgs {
     pub out: PathBuf,
 }
 
-#[derive(Serialize)]
-struct Point {
-    iteration: usize,
-    /// ‖V‖_F of the head lpft would install (binary halving applied).
-    classifier_norm: f64,
-    bias_norm: f64,
-    train_accuracy: f64,
-}
-
 pub fn run(args: LpPathArgs) -> anyhow::Result<()> {
     let mut cfg = RunConfig::paper_defaults(&args.task, Method::Lp, &args.model.model, 0);
     cfg.data_dir = args.data_dir.clone();
@@ -67,26 +56,18 @@ pub fn run(args: LpPathArgs) -> anyhow::Result<()> {
         Some(c) => c,
         None => lp::fit_probe(&cfg.lp, &x, y.len(), d, &y, task.labels.len())?.1,
     };
-    let params = LogRegParams {
+    let fit = lp::lp_path(
+        &cfg.lp,
         c,
-        max_iter: args.max_iter,
-        ..LogRegParams::new(c)
-    };
-    let mut points = Vec::new();
-    let mut record = |m: &LogReg| {
-        let (w, b) = m.head();
-        let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let bnorm = b.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let acc = m.accuracy(&x, y.len(), &y).unwrap_or(f64::NAN);
-        points.push(Point {
-            iteration: m.n_iter,
-            classifier_norm: norm,
-            bias_norm: bnorm,
-            train_accuracy: acc,
-        });
-    };
-    let fit = params.fit_observed(&x, y.len(), d, &y, task.labels.len(), None, &mut record)?;
-    write_json(&args.out, &points)?;
+        &x,
+        y.len(),
+        d,
+        &y,
+        task.labels.len(),
+        args.max_iter,
+    )?;
+    let points = &fit.points;
+    write_json(&args.out, &fit)?;
     println!(
         "LP path on {} (C = {c:.4e}): {} iterations, converged: {}",
         task.task, fit.n_iter, fit.converged

@@ -14,6 +14,8 @@ mod lp_path;
 mod ntk;
 mod ntk_align;
 mod predict;
+mod report;
+mod reproduce;
 mod sweep_norm;
 mod train;
 
@@ -76,6 +78,10 @@ pub enum Command {
     NtkAlign(ntk_align::NtkAlignArgs),
     /// Time encoder workloads (forward throughput on a fixed batch).
     Bench(bench::BenchArgs),
+    /// Run an experiment grid (TOML) and write its report; continues an interrupted grid.
+    Reproduce(reproduce::ReproduceArgs),
+    /// Tables beside the paper's values, SVG figures, findings and index.html from run directories.
+    Report(report::ReportArgs),
 }
 
 /// Sets the thread count (before any tensor op) and the log level.
@@ -116,5 +122,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::LpPath(a) => lp_path::run(a),
         Command::NtkAlign(a) => ntk_align::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Reproduce(a) => reproduce::run(a),
+        Command::Report(a) => report::run(a),
     }
 }

@@ -3,20 +3,15 @@
 //! their statistics and kernel-regression accuracies into `DIR/kernels/ntk.json`, printed in
 //! the layout of the paper's Table 2.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use serde::Serialize;
 
-use lpft::analysis::kernel_stats::{ft_ratio, kernel_stats, softmax_residuals, KernelStats};
+use lpft::analysis::kernels::{ntk_run, NtkSummary};
 use lpft::data::Split;
-use lpft::methods::run::write_json;
-use lpft::ntk::kernel::Kernel;
-use lpft::ntk::regression::KernelRegressionParams;
-use lpft::ntk::run::{compute_run, save_kernels, NtkRunConfig, RunKernels};
-use lpft::ntk::{Contraction, EntkProgress, ParamGroup, ParamSet};
+use lpft::ntk::run::NtkRunConfig;
+use lpft::ntk::{Contraction, EntkProgress, ParamSet};
 
 use super::common;
 
@@ -78,73 +73,6 @@ impl TryFrom<&NtkArgs> for NtkRunConfig {
     }
 }
 
-/// Regression accuracies of one kernel (fractions in `[0, 1]`).
-#[derive(Serialize)]
-struct Accuracies {
-    /// Per-logit binary accuracy over N·C train rows (the paper's "Acc" train).
-    train: f64,
-    /// Per-logit binary accuracy over M·C eval rows (the paper's "Acc" test).
-    eval: f64,
-    /// Extra: class accuracy (arg-max over a sample's C rows).
-    train_class: f64,
-    eval_class: f64,
-    /// The cross-validated inverse regularisation.
-    best_c: f64,
-}
-
-#[derive(Serialize)]
-struct KernelSummary {
-    /// Rank (f64 and f32 tolerance), FN, σ_max and normalised spectrum of the train×train matrix.
-    stats: KernelStats,
-    regression: Accuracies,
-}
-
-/// `kernels/ntk.json`.
-#[derive(Serialize)]
-struct NtkSummary {
-    run: PathBuf,
-    task: String,
-    method: String,
-    seed: u64,
-    model_seed: u64,
-    model: String,
-    config: NtkRunConfig,
-    params: ParamSet,
-    /// Scalars in θ.
-    parameters: usize,
-    n_train: usize,
-    n_eval: usize,
-    n_logits: usize,
-    /// ‖V0‖_F of the head the kernels are taken at.
-    head_norm: f64,
-    /// `P`, `F`, `P+F`.
-    kernels: BTreeMap<String, KernelSummary>,
-    /// Spec §7.3, from δ of the head V0 on the training examples; `None` if undefined.
-    ft_ratio: Option<f64>,
-    /// ‖F_g‖_F of each parameter group's train×train contribution.
-    f_group_frobenius: BTreeMap<ParamGroup, f64>,
-    features_seconds: f64,
-    f_gradient_seconds: f64,
-    f_contraction_seconds: f64,
-    f_passes: usize,
-    files: Vec<PathBuf>,
-}
-
-fn summarize(k: &RunKernels, train: &Kernel, eval: &Kernel) -> anyhow::Result<KernelSummary> {
-    let stats = kernel_stats(&train.flatten())?;
-    let fit = KernelRegressionParams::default().fit(train, &k.y_train, eval, &k.y_eval)?;
-    Ok(KernelSummary {
-        stats,
-        regression: Accuracies {
-            train: fit.train_accuracy,
-            eval: fit.eval_accuracy,
-            train_class: fit.train_class_accuracy,
-            eval_class: fit.eval_class_accuracy,
-            best_c: fit.cv.best_c,
-        },
-    })
-}
-
 pub fn run(args: NtkArgs) -> anyhow::Result<()> {
     let cfg = NtkRunConfig::try_from(&args)?;
     let pb = common::progress_bar(0, "eNTK");
@@ -160,49 +88,10 @@ pub fn run(args: NtkArgs) -> anyhow::Result<()> {
             pb.set_position(done as u64);
         }
     };
-    let k = compute_run(&args.run, &cfg, &mut on_progress)
+    let (summary, split) = ntk_run(&args.run, &cfg, &mut on_progress)
         .with_context(|| format!("computing the NTK of {}", args.run.display()))?;
     pb.finish_and_clear();
-    let files = save_kernels(&args.run, &k)?;
-    let pf_train = k.p_train.add(&k.f_train.kernel)?;
-    let pf_eval = k.p_eval.add(&k.f_eval.kernel)?;
-    let mut kernels = BTreeMap::new();
-    kernels.insert("P".to_string(), summarize(&k, &k.p_train, &k.p_eval)?);
-    kernels.insert(
-        "F".to_string(),
-        summarize(&k, &k.f_train.kernel, &k.f_eval.kernel)?,
-    );
-    kernels.insert("P+F".to_string(), summarize(&k, &pf_train, &pf_eval)?);
-    let c = k.labels.len();
-    let delta = softmax_residuals(&k.train_logits, &k.y_train, c)?;
-    let ratio = ft_ratio(&k.p_train, &k.f_train.kernel, &delta)
-        .map_err(|e| log::warn!("FT ratio undefined: {e}"))
-        .ok();
-    let summary = NtkSummary {
-        run: args.run.clone(),
-        task: k.run.task.clone(),
-        method: k.run.method.to_string(),
-        seed: k.run.seed,
-        model_seed: k.run.model_seed,
-        model: k.run.model.clone(),
-        config: cfg,
-        params: k.entk.params.clone(),
-        parameters: k.f_train.parameters,
-        n_train: k.y_train.len(),
-        n_eval: k.y_eval.len(),
-        n_logits: c,
-        head_norm: k.head_norm,
-        kernels,
-        ft_ratio: ratio,
-        f_group_frobenius: k.f_train.group_norms(),
-        features_seconds: k.feature_seconds,
-        f_gradient_seconds: k.f_train.gradient_seconds,
-        f_contraction_seconds: k.f_train.contraction_seconds,
-        f_passes: k.f_train.passes,
-        files,
-    };
-    write_json(&args.run.join("kernels").join("ntk.json"), &summary)?;
-    print_table(&summary, k.split);
+    print_table(&summary, split);
     Ok(())
 }
 

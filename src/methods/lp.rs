@@ -129,3 +129,129 @@ pub fn install_head(
     }
     Ok(())
 }
+
+/// One point of the LP path: the probe after `iteration` L-BFGS iterations (spec §8.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LpPathPoint {
+    pub iteration: usize,
+    /// ‖V‖_F of the installed head (after the binary halving), bias excluded.
+    pub classifier_norm: f64,
+    /// ‖b‖₂ of the installed head.
+    pub bias_norm: f64,
+    pub train_accuracy: f64,
+}
+
+/// `lp-path.json`: LP classifier norm and training accuracy against the iteration budget.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LpPath {
+    /// The C of the fit.
+    pub c: f64,
+    /// Iterations until convergence (or the budget).
+    pub n_iter: usize,
+    pub converged: bool,
+    pub points: Vec<LpPathPoint>,
+}
+
+/// The file [`lp_path_of_run`] writes into an LP run directory.
+pub const LP_PATH_FILE: &str = "lp-path.json";
+
+/// Refits the probe at `c` from scratch on features `x` `[n, d]` and records every iterate
+/// (INFERRED, spec §8.1: budgets 1, 2, … without warm start — the iterate after t iterations is
+/// exactly the fit with `max_iter = t`).
+///
+/// # Errors
+/// Those of the logistic regression.
+#[allow(clippy::too_many_arguments)]
+pub fn lp_path(
+    cfg: &LpConfig,
+    c: f64,
+    x: &[f64],
+    n: usize,
+    d: usize,
+    y: &[usize],
+    n_classes: usize,
+    max_iter: usize,
+) -> Result<LpPath> {
+    let params = LogRegParams {
+        c,
+        tol: cfg.tol,
+        max_iter,
+        compat: cfg.compat,
+    };
+    let mut points = Vec::new();
+    let mut record = |m: &LogReg| {
+        let (w, b) = m.head();
+        let norm = w.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let bias_norm = b.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let train_accuracy = m.accuracy(x, n, y).unwrap_or(f64::NAN);
+        points.push(LpPathPoint {
+            iteration: m.n_iter,
+            classifier_norm: norm,
+            bias_norm,
+            train_accuracy,
+        });
+    };
+    let fit = params.fit_observed(x, n, d, y, n_classes, None, &mut record)?;
+    Ok(LpPath {
+        c,
+        n_iter: fit.n_iter,
+        converged: fit.converged,
+        points,
+    })
+}
+
+/// The LP path of a finished run with an LP stage, at the run's C, on its training split (all of
+/// it, as the LP stage saw it); written to `lp-path.json` in the run.
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] for a run without an LP stage; loading and fitting errors.
+pub fn lp_path_of_run(dir: &std::path::Path) -> Result<LpPath> {
+    let trained = crate::methods::load::load_run(dir)?;
+    let cfg = &trained.config;
+    let lp = trained
+        .metrics
+        .lp
+        .as_ref()
+        .ok_or_else(|| crate::Error::InvalidArgument {
+            field: "run".into(),
+            reason: format!("{} has no LP stage", dir.display()),
+        })?;
+    let task = crate::methods::run::load_task(cfg)?;
+    let y: Vec<usize> = task.train.iter().map(|e| e.label.unwrap_or(0)).collect();
+    let texts: Vec<(&str, Option<&str>)> = task
+        .train
+        .iter()
+        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
+        .collect();
+    let enc = trained.tokenizer.encode(&texts)?;
+    // The run's model has the pre-trained encoder for LP; for LP-FT / LP-LoRA the encoder was
+    // trained afterwards, so take the features from the pre-trained checkpoint.
+    let base = if cfg.method == crate::methods::Method::Lp {
+        None
+    } else {
+        let ckpt = trained.files.checkpoint(&candle_core::Device::Cpu)?;
+        let opts = crate::model::ModelOptions {
+            num_labels: task.labels.len(),
+            pooling: cfg.pooling,
+            trainable: crate::model::Trainable::None,
+            model_seed: 0,
+            lora: None,
+        };
+        Some(SequenceClassifier::load(&ckpt, &trained.files.config, &opts)?.0)
+    };
+    let model = base.as_ref().unwrap_or(&trained.model);
+    let d = trained.files.config.hidden_size;
+    let x = features(model, &trained.tokenizer, &enc, cfg.train.eval_batch_size)?;
+    let path = lp_path(
+        &cfg.lp,
+        lp.c,
+        &x,
+        y.len(),
+        d,
+        &y,
+        task.labels.len(),
+        cfg.lp.max_iter,
+    )?;
+    crate::methods::run::write_json(&dir.join(LP_PATH_FILE), &path)?;
+    Ok(path)
+}

@@ -51,6 +51,8 @@ fn help_works_for_every_subcommand() {
         "analyze",
         "sweep-norm",
         "lp-path",
+        "reproduce",
+        "report",
         "ntk",
         "ntk-align",
         "bench",
@@ -369,8 +371,10 @@ fn norm_sweep_scales_the_starting_head_and_lp_path_records_iterations() {
         "--out",
         &path_out.display().to_string(),
     ]);
-    let points: Vec<serde_json::Value> =
+    let path: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path_out).unwrap()).unwrap();
+    assert_eq!(path["c"].as_f64(), Some(100.0));
+    let points = path["points"].as_array().unwrap();
     assert!(!points.is_empty() && points.len() <= 30);
     let iters: Vec<u64> = points
         .iter()
@@ -491,4 +495,234 @@ fn demo_runs_the_whole_pipeline_on_a_tiny_model() {
         "alignment is a cosine: {a}"
     );
     assert!(stdout.contains("LoRA's F against FT's F"), "{stdout}");
+    assert!(
+        stdout
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("Report: "),
+        "the demo ends with the report path:\n{stdout}"
+    );
+    assert!(out.join("report/index.html").exists());
+    assert!(out.join("report/figures/fig2-spectra-cb-base.svg").exists());
+}
+
+/// A small grid on the tiny model: every analysis, a fixed-C variant, a norm sweep and an OOD
+/// file, then the report; deleting some outputs and rerunning redoes only those.
+#[test]
+fn reproduce_runs_a_grid_writes_the_report_and_continues_where_it_stopped() {
+    let dir = util::temp_dir("reproduce");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 60, 24);
+    let ood = dir.path().join("ood.csv");
+    let mut csv = String::from("sentence,gold\n");
+    for i in 0..12 {
+        let l = ["entailment", "contradiction", "neutral"][i % 3];
+        csv.push_str(&format!("the cat {i} is here,{l}\n"));
+    }
+    std::fs::write(&ood, csv).unwrap();
+    let config = dir.path().join("grid.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+name = "tiny-grid"
+description = "test grid"
+model = "{model}"
+data_dir = "{data}"
+tasks = ["cb"]
+methods = ["lp", "ft", "lora", "lp-ft", "lp-lora"]
+seeds = [1, 2]
+[overrides]
+train = {{ epochs = 1, batch_size = 8, lr = 1e-3 }}
+[[variants]]
+name = "lp-c100"
+methods = ["lp", "lp-ft"]
+seeds = [1]
+overrides = {{ lp = {{ c = 100.0 }} }}
+[analyses]
+features = {{ split = "test" }}
+calibration = {{ method = "lbfgs" }}
+lp_path = true
+ntk = {{ max_examples = 4, seeds = [1] }}
+norm_sweep = {{ kappas = [1.0, 10.0], methods = ["lp-ft"], seeds = [1] }}
+[[ood]]
+name = "mine"
+train_tasks = ["cb"]
+file = "{ood}"
+text_a = "sentence"
+label = "gold"
+"#,
+            model = tiny("tiny-bert"),
+            data = data.display(),
+            ood = ood.display(),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("grid");
+    let (config_s, out_s) = (config.display().to_string(), out.display().to_string());
+    let run = || {
+        let o = lpft(&["reproduce", "--config", &config_s, "--out", &out_s]);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&o.stdout).to_string(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        );
+        assert!(o.status.success(), "reproduce failed\n{stdout}\n{stderr}");
+        (stdout, stderr)
+    };
+    let (stdout, stderr) = run();
+    let cells = 10 + 2 + 2;
+    assert!(
+        stderr.contains(&format!("{cells} cells, 0 finished, {cells} to run")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("Findings"), "{stdout}");
+    assert!(stdout.contains("Report: "), "{stdout}");
+    let runs = out.join("runs");
+    let ft = runs.join("base/cb/ft/seed-1");
+    for f in [
+        "metrics.json",
+        "analysis.json",
+        "calibration.json",
+        "cell.json",
+        "kernels/ntk.json",
+        "ood/mine.json",
+    ] {
+        assert!(ft.join(f).exists(), "ft: {f}");
+    }
+    assert!(runs.join("base/cb/lp/seed-2/lp-path.json").exists());
+    assert!(runs
+        .join("base/cb/lora/seed-1/kernels/alignment.json")
+        .exists());
+    assert!(
+        !runs.join("base/cb/ft/seed-2/kernels").exists(),
+        "eNTK only for seed 1"
+    );
+    let c100: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join("lp-c100/cb/lp/seed-1/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(c100["lp"]["c"].as_f64(), Some(100.0));
+    let k10: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join("kappa-10/cb/lp-ft/seed-1/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let k1: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join("kappa-1/cb/lp-ft/seed-1/metrics.json")).unwrap(),
+    )
+    .unwrap();
+    let ratio = k10["stage_start_classifier_norm"].as_f64().unwrap()
+        / k1["stage_start_classifier_norm"].as_f64().unwrap();
+    assert!((ratio - 10.0).abs() < 1e-4, "κ scales the head: {ratio}");
+
+    // The report: every table and figure kind, numbers that match the runs.
+    let report = out.join("report");
+    for f in ["index.html", "report.md", "tables.json", "findings.json"] {
+        assert!(report.join(f).exists(), "report/{f}");
+    }
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for needle in [
+        "## Findings",
+        "Table 8 layout",
+        "Table 1 layout",
+        "Table 13 layout",
+        "Table 2 layout",
+        "Table 3 layout",
+        "Table 10 layout",
+        "Norm-scaling sweep",
+        "LP raises the classifier norm",
+        "What differs from the paper",
+        "1 epochs (the paper: 10)",
+        "2 seed(s)",
+    ] {
+        assert!(md.contains(needle), "report.md has {needle}");
+    }
+    let figures: Vec<String> = std::fs::read_dir(report.join("figures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    for prefix in [
+        "fig1a-lp-norm-cb-base",
+        "fig1b-epoch-norm-cb-base",
+        "fig1c-norms-cb-base",
+        "fig2-spectra-cb-base",
+        "fig3-sweep-cb",
+        "reliability-cb-base-lp-ft",
+        "heatmap-F-cb-base-ft",
+    ] {
+        assert!(
+            figures.iter().any(|f| f.starts_with(prefix)),
+            "figure {prefix} in {figures:?}"
+        );
+    }
+    let html = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert_eq!(
+        html.matches("<img ").count(),
+        figures.len(),
+        "index.html shows every figure"
+    );
+    let csv = std::fs::read_to_string(report.join("tables/table8-accuracy-base.csv")).unwrap();
+    let ft_row = csv.lines().find(|l| l.starts_with("ft,")).unwrap();
+    let mean: f64 = ft_row.split(',').nth(1).unwrap().parse().unwrap();
+    let accs: Vec<f64> = [1, 2]
+        .iter()
+        .map(|s| {
+            let m: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(runs.join(format!("base/cb/ft/seed-{s}/metrics.json")))
+                    .unwrap(),
+            )
+            .unwrap();
+            m["test"]["accuracy"].as_f64().unwrap()
+        })
+        .collect();
+    assert!(
+        (mean - (accs[0] + accs[1]) / 2.0).abs() < 1e-12,
+        "the table's mean is the mean of the runs: {mean} vs {accs:?}"
+    );
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(report.join("findings.json")).unwrap())
+            .unwrap();
+    assert_eq!(findings.len(), 2 * 6, "six claims for each LP variant");
+
+    // Interrupted grid: lose one run and two analyses; the rerun redoes only those.
+    std::fs::remove_dir_all(runs.join("base/cb/lp-lora/seed-2")).unwrap();
+    std::fs::remove_file(runs.join("base/cb/ft/seed-2/calibration.json")).unwrap();
+    std::fs::remove_file(runs.join("base/cb/ft/seed-1/kernels/ntk.json")).unwrap();
+    let before = std::fs::read_to_string(runs.join("base/cb/lp/seed-1/metrics.json")).unwrap();
+    let (_, stderr) = run();
+    assert!(
+        stderr.contains(&format!("{cells} cells, {} finished, 3 to run", cells - 3)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 run now"), "{stderr}");
+    assert!(runs.join("base/cb/lp-lora/seed-2/metrics.json").exists());
+    assert!(runs.join("base/cb/ft/seed-2/calibration.json").exists());
+    assert_eq!(
+        before,
+        std::fs::read_to_string(runs.join("base/cb/lp/seed-1/metrics.json")).unwrap(),
+        "finished runs are left alone"
+    );
+    let (_, stderr) = run();
+    assert!(stderr.contains("0 to run"), "{stderr}");
+}
+
+#[test]
+fn reproduce_rejects_a_misspelt_override_naming_it() {
+    let dir = util::temp_dir("reproduce_bad");
+    let config = dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        "name = \"x\"\ntasks = [\"cb\"]\nmethods = [\"ft\"]\nseeds = [1]\n[overrides]\ntrain = { epoch = 2 }\n",
+    )
+    .unwrap();
+    let o = lpft(&[
+        "reproduce",
+        "--config",
+        &config.display().to_string(),
+        "--dry-run",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("bad.toml") && err.contains("epoch"), "{err}");
 }

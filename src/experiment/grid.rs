@@ -1,0 +1,386 @@
+//! Running an experiment grid: every cell that is not finished is trained, then given each
+//! requested analysis whose output is missing, so an interrupted grid continues where it
+//! stopped (training itself resumes from its last epoch).
+//!
+//! A cell is finished when its run directory has `metrics.json` and every analysis output the
+//! experiment asks for: `analysis.json`, `calibration.json`, `lp-path.json`, `kernels/ntk.json`,
+//! `ood/<name>.json`; and, per (variant, task, seed), LoRA's `kernels/alignment.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::analysis::kernels::{align_runs, ntk_run, ALIGNMENT_FILE, NTK_FILE};
+use crate::analysis::run::{analyze_runs, ANALYSIS_FILE};
+use crate::calibration::run::calibrate_run;
+use crate::calibration::{TemperatureParams, TsMethod};
+use crate::data::{self, LabelMap, LoadOptions};
+use crate::error::{Error, Result};
+use crate::experiment::config::{Cell, ExperimentConfig, OodSet};
+use crate::methods::load::load_run;
+use crate::methods::lp::{lp_path_of_run, LP_PATH_FILE};
+use crate::methods::run::{save_predictions, write_json, Observer, RunOptions};
+use crate::methods::{self, Method};
+use crate::ntk::run::NtkRunConfig;
+use crate::ntk::Contraction;
+
+/// `experiment.json` at the output root: the experiment and its cells (what `report` reads to
+/// name variants).
+pub const EXPERIMENT_FILE: &str = "experiment.json";
+/// `cell.json` in each run directory: which experiment, variant and κ it belongs to.
+pub const CELL_FILE: &str = "cell.json";
+
+/// What `cell.json` records.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellInfo {
+    pub experiment: String,
+    pub variant: String,
+    pub head_scale: f64,
+}
+
+/// `experiment.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentRecord {
+    pub config: ExperimentConfig,
+    pub cells: Vec<Cell>,
+    /// Wall seconds of the last `reproduce` call, and how many cells it ran.
+    pub last_wall_seconds: f64,
+    pub last_cells_run: usize,
+}
+
+/// The stages a cell still needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub train: bool,
+    pub features: bool,
+    pub calibration: bool,
+    pub lp_path: bool,
+    pub ntk: bool,
+    pub ood: Vec<String>,
+}
+
+impl Pending {
+    /// Nothing left to do.
+    pub fn is_empty(&self) -> bool {
+        !(self.train || self.features || self.calibration || self.lp_path || self.ntk)
+            && self.ood.is_empty()
+    }
+}
+
+/// Progress callbacks of [`run_grid`] (called from worker threads).
+pub trait GridObserver: Sync {
+    /// A cell starts (`index` among the pending cells).
+    fn cell_started(&self, _index: usize, _cell: &Cell) {}
+    /// A stage of a cell starts (`train`, `features`, ...).
+    fn stage(&self, _cell: &Cell, _stage: &str) {}
+    /// A cell finished (or failed, with the error's message).
+    fn cell_finished(&self, _cell: &Cell, _seconds: f64, _error: Option<&str>) {}
+}
+
+/// Observes nothing.
+pub struct SilentGridObserver;
+impl GridObserver for SilentGridObserver {}
+
+/// What [`run_grid`] did.
+#[derive(Debug, Default)]
+pub struct GridOutcome {
+    /// Cells that were already finished.
+    pub skipped: usize,
+    /// Cells run to completion now.
+    pub completed: usize,
+    /// Cells that failed, with the error chain.
+    pub failed: Vec<(PathBuf, String)>,
+    pub wall_seconds: f64,
+}
+
+/// Whether `cell` gets the eNTK.
+fn wants_ntk(exp: &ExperimentConfig, cell: &Cell) -> bool {
+    let Some(n) = &exp.analyses.ntk else {
+        return false;
+    };
+    cell.method.has_gradient_stage()
+        && cell.config.head_scale == 1.0
+        && n.methods.as_ref().is_none_or(|m| m.contains(&cell.method))
+        && n.seeds.as_ref().is_none_or(|s| s.contains(&cell.seed))
+        && n.variants
+            .as_ref()
+            .is_none_or(|v| v.contains(&cell.variant))
+}
+
+fn ood_sets<'a>(exp: &'a ExperimentConfig, cell: &Cell) -> Vec<&'a OodSet> {
+    if cell.config.head_scale != 1.0 {
+        return Vec::new();
+    }
+    exp.ood
+        .iter()
+        .filter(|o| o.train_tasks.contains(&cell.task))
+        .collect()
+}
+
+/// The stages `cell` still needs.
+pub fn pending(exp: &ExperimentConfig, cell: &Cell) -> Pending {
+    let d = &cell.dir;
+    let sweep = cell.config.head_scale != 1.0;
+    let features = exp.analyses.features.is_some() || sweep;
+    Pending {
+        train: !d.join("metrics.json").exists(),
+        features: features && !d.join(ANALYSIS_FILE).exists(),
+        calibration: exp.analyses.calibration.is_some()
+            && !sweep
+            && !d.join("calibration.json").exists(),
+        lp_path: exp.analyses.lp_path
+            && cell.method == Method::Lp
+            && !d.join(LP_PATH_FILE).exists(),
+        ntk: wants_ntk(exp, cell) && !d.join(NTK_FILE).exists(),
+        ood: ood_sets(exp, cell)
+            .into_iter()
+            .filter(|o| !d.join("ood").join(format!("{}.json", o.name)).exists())
+            .map(|o| o.name.clone())
+            .collect(),
+    }
+}
+
+struct StageObserver<'a> {
+    grid: &'a dyn GridObserver,
+    cell: &'a Cell,
+}
+
+impl Observer for StageObserver<'_> {
+    fn start_epoch(&mut self, epoch: usize, epochs: usize, _steps: usize) {
+        self.grid
+            .stage(self.cell, &format!("train epoch {epoch}/{epochs}"));
+    }
+}
+
+fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Result<()> {
+    let todo = pending(exp, cell);
+    let root = cell
+        .dir
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    if todo.train {
+        obs.stage(cell, "train");
+        let opts = RunOptions {
+            resume: true,
+            overwrite: false,
+        };
+        let mut o = StageObserver { grid: obs, cell };
+        methods::run(&cell.config, &root, &opts, &mut o)?;
+    }
+    write_json(
+        &cell.dir.join(CELL_FILE),
+        &CellInfo {
+            experiment: exp.name.clone(),
+            variant: cell.variant.clone(),
+            head_scale: cell.config.head_scale,
+        },
+    )?;
+    if todo.features {
+        obs.stage(cell, "features");
+        let split = exp
+            .analyses
+            .features
+            .as_ref()
+            .map(|f| f.split)
+            .or(exp.analyses.norm_sweep.as_ref().map(|s| s.split))
+            .unwrap_or(data::Split::Test);
+        analyze_runs(std::slice::from_ref(&cell.dir), split)?;
+    }
+    if todo.calibration {
+        obs.stage(cell, "calibration");
+        let params = match exp.analyses.calibration.as_ref().map(|c| c.method.as_str()) {
+            Some("adam") => TemperatureParams {
+                method: TsMethod::Adam,
+                ..TemperatureParams::paper()
+            },
+            _ => TemperatureParams::default(),
+        };
+        let report = calibrate_run(&cell.dir, &params)?;
+        write_json(&cell.dir.join("calibration.json"), &report)?;
+    }
+    if todo.lp_path {
+        obs.stage(cell, "lp-path");
+        lp_path_of_run(&cell.dir)?;
+    }
+    if todo.ntk {
+        if let Some(n) = &exp.analyses.ntk {
+            obs.stage(cell, "ntk");
+            let cfg = NtkRunConfig {
+                split: n.split,
+                max_examples: n.max_examples,
+                params: None,
+                contraction: Contraction::Auto,
+                max_stored_bytes: 4 << 30,
+                data_dir: exp.data_dir.clone(),
+            };
+            ntk_run(&cell.dir, &cfg, &mut |_| {})?;
+        }
+    }
+    for name in &todo.ood {
+        if let Some(set) = exp.ood.iter().find(|o| &o.name == name) {
+            obs.stage(cell, &format!("ood {name}"));
+            evaluate_ood(exp, cell, set)?;
+        }
+    }
+    Ok(())
+}
+
+/// Metrics of a run on an OOD set (`ood/<name>.json`, predictions `ood/<name>.safetensors`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OodResult {
+    pub name: String,
+    pub source: String,
+    pub metrics: crate::calibration::metrics::Metrics,
+}
+
+fn evaluate_ood(exp: &ExperimentConfig, cell: &Cell, set: &OodSet) -> Result<()> {
+    let trained = load_run(&cell.dir)?;
+    let dir = exp.data_dir.clone().unwrap_or_else(data::default_data_dir);
+    let labels = &trained.metrics.labels;
+    let (examples, source) = match (&set.task, &set.file) {
+        (Some(task), _) => {
+            let t = data::load_task(task, &dir, &LoadOptions::default())?;
+            if &t.labels != labels {
+                return Err(Error::InvalidArgument {
+                    field: format!("ood.{}", set.name),
+                    reason: format!(
+                        "task {task} has labels {:?}, the run was trained on {labels:?}",
+                        t.labels
+                    ),
+                });
+            }
+            (t.split(set.split).to_vec(), format!("{task}/{}", set.split))
+        }
+        (None, Some(file)) => {
+            let spec = data::FileSpec {
+                path: file.clone(),
+                format: set.format,
+                text_a: set.text_a.clone(),
+                text_b: set.text_b.clone(),
+                label: Some(set.label.clone()),
+            };
+            let mut map = LabelMap::fixed(labels.iter().map(String::as_str));
+            (
+                data::read_file(&spec, &mut map)?,
+                file.display().to_string(),
+            )
+        }
+        (None, None) => {
+            return Err(Error::InvalidArgument {
+                field: format!("ood.{}", set.name),
+                reason: "give `task` or `file`".into(),
+            })
+        }
+    };
+    let (z, y, m) = methods::evaluate::evaluate_run_on(&trained, &examples, &source)?;
+    let out = cell.dir.join("ood");
+    save_predictions(&out, &set.name, &z, &y, labels.len())?;
+    write_json(
+        &out.join(format!("{}.json", set.name)),
+        &OodResult {
+            name: set.name.clone(),
+            source,
+            metrics: m,
+        },
+    )
+}
+
+/// Runs every unfinished cell of `exp` under `out` with `jobs` cells at a time, then the
+/// per-(variant, task, seed) kernel alignments; writes `experiment.json`. A failing cell does
+/// not stop the others; its error is returned in [`GridOutcome::failed`].
+///
+/// # Errors
+/// Only for the grid as a whole (invalid config, unwritable `experiment.json`).
+pub fn run_grid(
+    exp: &ExperimentConfig,
+    out: &Path,
+    jobs: usize,
+    obs: &dyn GridObserver,
+) -> Result<GridOutcome> {
+    let started = Instant::now();
+    exp.validate()?;
+    let cells = exp.cells(out)?;
+    let todo: Vec<&Cell> = cells
+        .iter()
+        .filter(|c| !pending(exp, c).is_empty())
+        .collect();
+    let mut outcome = GridOutcome {
+        skipped: cells.len() - todo.len(),
+        ..GridOutcome::default()
+    };
+    let next = AtomicUsize::new(0);
+    let failed: Mutex<Vec<(PathBuf, String)>> = Mutex::new(Vec::new());
+    let completed = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1).min(todo.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(cell) = todo.get(i) else { break };
+                obs.cell_started(i, cell);
+                let t = Instant::now();
+                match run_cell(exp, cell, obs) {
+                    Ok(()) => {
+                        completed.fetch_add(1, Ordering::SeqCst);
+                        obs.cell_finished(cell, t.elapsed().as_secs_f64(), None);
+                    }
+                    Err(e) => {
+                        let msg = error_chain(&e);
+                        obs.cell_finished(cell, t.elapsed().as_secs_f64(), Some(&msg));
+                        if let Ok(mut f) = failed.lock() {
+                            f.push((cell.dir.clone(), msg));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    outcome.completed = completed.into_inner();
+    outcome.failed = failed.into_inner().unwrap_or_default();
+    if exp.analyses.ntk.as_ref().is_some_and(|n| n.alignment) {
+        for lora in cells.iter().filter(|c| c.method == Method::Lora) {
+            let ft = cells.iter().find(|c| {
+                c.method == Method::Ft
+                    && c.variant == lora.variant
+                    && c.task == lora.task
+                    && c.seed == lora.seed
+            });
+            let Some(ft) = ft else { continue };
+            let ready = lora.dir.join(NTK_FILE).exists() && ft.dir.join(NTK_FILE).exists();
+            if ready && !lora.dir.join(ALIGNMENT_FILE).exists() {
+                let groups = lora.config.lora.targets.clone();
+                if let Err(e) = align_runs(&lora.dir, &ft.dir, &groups) {
+                    outcome
+                        .failed
+                        .push((lora.dir.join(ALIGNMENT_FILE), error_chain(&e)));
+                }
+            }
+        }
+    }
+    outcome.wall_seconds = started.elapsed().as_secs_f64();
+    write_json(
+        &out.join(EXPERIMENT_FILE),
+        &ExperimentRecord {
+            config: exp.clone(),
+            cells,
+            last_wall_seconds: outcome.wall_seconds,
+            last_cells_run: outcome.completed + outcome.failed.len(),
+        },
+    )?;
+    Ok(outcome)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}

@@ -1,0 +1,162 @@
+//! Reading run directories into records, and mean ± std over seeds.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::analysis::kernels::{read_ntk, Alignment, NtkSummary, ALIGNMENT_FILE};
+use crate::analysis::run::{find_runs, read_analysis, RunAnalysis};
+use crate::calibration::run::CalibrationReport;
+use crate::error::{Error, Result};
+use crate::experiment::config::{kappa_variant, BASE_VARIANT};
+use crate::experiment::grid::{CellInfo, OodResult, CELL_FILE};
+use crate::fsutil::{read_json, read_json_opt};
+use crate::methods::lp::{LpPath, LP_PATH_FILE};
+use crate::methods::run::{Manifest, RunMetrics};
+use crate::methods::train::EpochRecord;
+use crate::methods::{Method, RunConfig};
+
+/// Everything a report needs from one run directory.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub dir: PathBuf,
+    /// The experiment variant (`cell.json`), else one derived from the config (`base`,
+    /// `lp-c<C>` for a fixed LP C, `kappa-<κ>` for a scaled head).
+    pub variant: String,
+    pub config: RunConfig,
+    pub metrics: RunMetrics,
+    pub manifest: Option<Manifest>,
+    pub history: Vec<EpochRecord>,
+    pub analysis: Option<RunAnalysis>,
+    pub calibration: Option<CalibrationReport>,
+    pub ntk: Option<NtkSummary>,
+    pub alignment: Option<Alignment>,
+    pub lp_path: Option<LpPath>,
+    pub ood: Vec<OodResult>,
+}
+
+impl RunRecord {
+    pub fn method(&self) -> Method {
+        self.config.method
+    }
+    pub fn task(&self) -> &str {
+        &self.config.task
+    }
+}
+
+fn derived_variant(cfg: &RunConfig) -> String {
+    if cfg.head_scale != 1.0 {
+        kappa_variant(cfg.head_scale)
+    } else if let (Some(c), true) = (cfg.lp.c, cfg.method.has_lp()) {
+        format!("lp-c{c}")
+    } else {
+        BASE_VARIANT.to_string()
+    }
+}
+
+/// Reads one finished run directory.
+///
+/// # Errors
+/// [`Error::Io`]/[`Error::Json`] naming the file that is missing or malformed (`metrics.json`,
+/// `config.json` are required; the analyses are optional).
+pub fn read_run(dir: &Path) -> Result<RunRecord> {
+    let config: RunConfig = read_json(&dir.join("config.json"))?;
+    let metrics: RunMetrics = read_json(&dir.join("metrics.json"))?;
+    let cell: Option<CellInfo> = read_json_opt(&dir.join(CELL_FILE))?;
+    let variant = cell.map_or_else(|| derived_variant(&config), |c| c.variant);
+    let history_path = dir.join("history.jsonl");
+    let mut history = Vec::new();
+    if history_path.exists() {
+        let text =
+            std::fs::read_to_string(&history_path).map_err(|e| Error::io(&history_path, e))?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            history.push(serde_json::from_str(line).map_err(|e| Error::JsonLine {
+                path: history_path.clone(),
+                line: i + 1,
+                source: e,
+            })?);
+        }
+    }
+    let mut ood = Vec::new();
+    let ood_dir = dir.join("ood");
+    if let Ok(entries) = std::fs::read_dir(&ood_dir) {
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            ood.push(read_json(&f)?);
+        }
+    }
+    Ok(RunRecord {
+        dir: dir.to_path_buf(),
+        variant,
+        manifest: read_json_opt(&dir.join("manifest.json"))?,
+        history,
+        analysis: read_analysis(dir)?,
+        calibration: read_json_opt(&dir.join("calibration.json"))?,
+        ntk: read_ntk(dir)?,
+        alignment: read_json_opt(&dir.join(ALIGNMENT_FILE))?,
+        lp_path: read_json_opt(&dir.join(LP_PATH_FILE))?,
+        ood,
+        config,
+        metrics,
+    })
+}
+
+/// Every finished run under `root`, in path order.
+///
+/// # Errors
+/// [`Error::MissingData`]-style [`Error::InvalidArgument`] when there is none; the first
+/// unreadable run's error.
+pub fn read_runs(root: &Path) -> Result<Vec<RunRecord>> {
+    let dirs = find_runs(root);
+    if dirs.is_empty() {
+        return Err(Error::InvalidArgument {
+            field: "runs".into(),
+            reason: format!("no finished runs (metrics.json) under {}", root.display()),
+        });
+    }
+    dirs.iter().map(|d| read_run(d)).collect()
+}
+
+/// Mean, sample standard deviation (n − 1; `None` for one value) and count.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: Option<f64>,
+    pub n: usize,
+}
+
+impl Stat {
+    /// Of the finite values in `xs`; `None` if there are none.
+    pub fn of(xs: impl IntoIterator<Item = f64>) -> Option<Stat> {
+        let v: Vec<f64> = xs.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.len();
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let std = (n > 1)
+            .then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt());
+        Some(Stat { mean, std, n })
+    }
+}
+
+/// Runs grouped by (variant, task, method), each group's seeds in path order.
+pub type Groups<'a> = BTreeMap<(String, String, Method), Vec<&'a RunRecord>>;
+
+/// Groups runs by (variant, task, method).
+pub fn group(runs: &[RunRecord]) -> Groups<'_> {
+    let mut g: Groups<'_> = BTreeMap::new();
+    for r in runs {
+        g.entry((r.variant.clone(), r.task().to_string(), r.method()))
+            .or_default()
+            .push(r);
+    }
+    g
+}
