@@ -5,7 +5,11 @@
 //! Workloads: `forward` (eval, no autograd), `ft-step` (forward + backward + clip + AdamW on all
 //! parameters, dropout on), `lora-step` (LoRA r 8 on query/value), `grad-logit` (gradient of
 //! one logit of one example w.r.t. all parameters, eval mode), `lp-fit` (LP on cached features:
-//! cross-validated logistic regression on CB's 225 training features, features not timed).
+//! cross-validated logistic regression on CB's 225 training features, features not timed),
+//! `entk` (F of the eNTK on the first `--ntk-examples` CB training examples with
+//! [`lpft::ntk::compute`], the entry point of `lpft ntk`, against the paper code's
+//! full-Jacobian way [`lpft::ntk::reference::jacobian_kernel`] timed on
+//! `--reference-examples` of them and extrapolated; not in the default set: minutes).
 
 use std::path::PathBuf;
 
@@ -20,6 +24,8 @@ use lpft::methods::schedule::{clip_factor, global_grad_norm};
 use lpft::methods::train::cross_entropy;
 use lpft::model::lora::LoraConfig;
 use lpft::model::{Inputs, Mode, ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
+use lpft::ntk::reference::{gram_rows, jacobian_kernel, JACOBIAN_BLOCK};
+use lpft::ntk::{layerwise, EntkConfig, ParamSet};
 use lpft::rng::Streams;
 
 use super::common::{self, ModelArgs};
@@ -32,13 +38,17 @@ pub enum Workload {
     GradLogit,
     /// LP on cached features: `LogisticRegressionCV` defaults on CB's 225 training features.
     LpFit,
+    /// F of the eNTK (all encoder parameters, random head) on the first `--ntk-examples` CB
+    /// training examples, layer-wise, against the paper code's full-Jacobian way on
+    /// `--reference-examples` of them, extrapolated (minutes).
+    Entk,
 }
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Workloads to time (default: all).
+    /// Workloads to time (default: forward, ft-step, lora-step, grad-logit).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub workload: Vec<Workload>,
     /// Sequences per batch (grad-logit always uses one sequence).
@@ -53,6 +63,13 @@ pub struct BenchArgs {
     /// Train-mode steps without dropout (compare with PyTorch in eval mode).
     #[arg(long)]
     pub no_dropout: bool,
+    /// entk: training examples of the timed F (the first ones of CB's training split).
+    #[arg(long, default_value_t = 64)]
+    pub ntk_examples: usize,
+    /// entk: examples the full-Jacobian way is run on (the first ones); its time is
+    /// extrapolated to --ntk-examples.
+    #[arg(long, default_value_t = 2)]
+    pub reference_examples: usize,
     /// Data directory for the CB sentences (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -109,6 +126,12 @@ fn train_step(
     Ok(())
 }
 
+/// Resets the peak resident memory to the current one (Linux `clear_refs` 5), so that
+/// [`peak_rss_mib`] measures from here; best effort.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Peak resident memory of this process so far (Linux `VmHWM`), MiB.
 fn peak_rss_mib() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -161,6 +184,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let cfg = &files.config;
     let threads = candle_core::utils::get_num_threads();
     for w in workloads {
+        if w == Workload::Entk {
+            entk(&args, &files, &task.train, &resolved.name, threads)?;
+            continue;
+        }
         let (name, (median, min), flops) = match w {
             Workload::Forward => {
                 let (model, _) = build(&files, Trainable::None, None)?;
@@ -232,6 +259,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 })?;
                 ("grad-logit", t, 3.0 * forward_flops(cfg, 1, args.seq))
             }
+            Workload::Entk => unreachable!("handled above"),
         };
         println!(
             "{{\"workload\":\"{name}\",\"model\":\"{}\",\"batch\":{},\"seq\":{},\"threads\":{threads},\"dropout\":{},\"seconds_median\":{median:.4},\"seconds_min\":{min:.4},\"gflops\":{:.1},\"peak_rss_mib\":{:.0}}}",
@@ -258,4 +286,182 @@ fn forward_flops(cfg: &lpft::model::EncoderConfig, b: usize, l: usize) -> f64 {
     let per_layer =
         2.0 * tokens * (4.0 * h * h + 2.0 * h * f) + 4.0 * b as f64 * (l * l) as f64 * h;
     per_layer * cfg.num_hidden_layers as f64
+}
+
+/// Agreement of the two ways' F on the examples both computed, as max |ΔF| / max |F|. Both
+/// run the same f32 forward and backward passes and sum over parameters in f64; they differ
+/// only in f32 round-off order (h per-dimension gradients weighted by V0 against one backward
+/// pass of v_c·φ), which left 3e-8 on MiniLM (the tiny-model test bounds the same difference
+/// by 1e-6). An actual error — a parameter group missing, another head — is 1e-3 or more.
+const ENTK_AGREEMENT_TOL: f64 = 1e-6;
+
+/// Columns of the slice on which the Gram of all `--ntk-examples` contracted rows is timed
+/// (64 examples: 192 rows × 2^18 f64 = 384 MiB); the time is scaled to all P columns, which is
+/// exact up to cache effects since the product is blocked over columns.
+const GRAM_SLICE_COLUMNS: usize = 1 << 18;
+
+/// The `entk` workload (see the module docs).
+fn entk(
+    args: &BenchArgs,
+    files: &ModelFiles,
+    train: &[lpft::data::Example],
+    model_name: &str,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let (n, k) = (args.ntk_examples, args.reference_examples);
+    anyhow::ensure!(
+        (1..=train.len()).contains(&n),
+        "--ntk-examples must be between 1 and CB's {} training examples, got {n}",
+        train.len()
+    );
+    anyhow::ensure!(
+        (1..=n).contains(&k),
+        "--reference-examples must be between 1 and --ntk-examples ({n}), got {k}"
+    );
+    // Tokenised as `lpft ntk` does: up to 128 tokens, one unpadded sequence per example.
+    let mut tok_cfg = TokenizeConfig::default();
+    tok_cfg.max_len = tok_cfg.max_len.min(files.config.max_input_len());
+    let tok = TextTokenizer::load(&files.tokenizer, files.config.pad_token_id, tok_cfg)?;
+    let texts: Vec<(&str, Option<&str>)> = train[..n]
+        .iter()
+        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
+        .collect();
+    let x = layerwise::single_inputs(&tok, &tok.encode(&texts)?);
+    let tokens: usize = x.iter().map(|i| i.seq_len).sum();
+    let reference_tokens: usize = x[..k].iter().map(|i| i.seq_len).sum();
+
+    // The layer-wise F, as `lpft ntk` computes it for FT (frozen model, random head).
+    let (frozen, _) = build(files, Trainable::None, None)?;
+    reset_peak_rss();
+    let started = std::time::Instant::now();
+    let fast = lpft::ntk::compute(
+        &EntkConfig::new(ParamSet::Ft),
+        &frozen,
+        &x,
+        None,
+        &mut |_| {},
+    )?;
+    let fast_seconds = started.elapsed().as_secs_f64();
+    let fast_peak = peak_rss_mib().unwrap_or(f64::NAN);
+    drop(frozen);
+
+    // The full-Jacobian way on the first k examples (same checkpoint and head seed, as Vars).
+    let (model, report) = build(files, Trainable::All, None)?;
+    reset_peak_rss();
+    let started = std::time::Instant::now();
+    let reference = jacobian_kernel(
+        &model,
+        &report.vars,
+        &ParamSet::Ft,
+        &x[..k],
+        None,
+        &mut |done, total| {
+            eprintln!(
+                "full-Jacobian way: {done}/{total} examples ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            )
+        },
+    )?;
+    let reference_seconds = started.elapsed().as_secs_f64();
+    let reference_peak = peak_rss_mib().unwrap_or(f64::NAN);
+    drop((model, report));
+
+    // The Gram of all n examples' contracted rows, timed on a column slice.
+    let (c, p, h) = (
+        reference.kernel.n_logits(),
+        reference.parameters,
+        reference.backward_passes_per_example,
+    );
+    let w = GRAM_SLICE_COLUMNS.min(p);
+    let rows: Vec<f64> = (0..n * c * w)
+        .map(|i| ((i % 1009) as f64 - 504.0) * 1e-3)
+        .collect();
+    let started = std::time::Instant::now();
+    let _ = gram_rows(&rows, None, w);
+    let gram_n = started.elapsed().as_secs_f64() * p as f64 / w as f64;
+    drop(rows);
+    let per_example = (reference_seconds - reference.gram_seconds) / k as f64;
+    let extrapolated = per_example * n as f64 + gram_n;
+
+    // Agreement on the k × k block both computed.
+    let (mut max_diff, mut max_abs, mut diff2, mut ref2) = (0f64, 0f64, 0f64, 0f64);
+    for i in 0..k {
+        for j in 0..k {
+            for ca in 0..c {
+                for cb in 0..c {
+                    let want = reference.kernel.get(i, ca, j, cb).expect("in range");
+                    let got = fast.kernel.get(i, ca, j, cb).expect("in range");
+                    max_diff = max_diff.max((got - want).abs());
+                    max_abs = max_abs.max(want.abs());
+                    diff2 += (got - want).powi(2);
+                    ref2 += want * want;
+                }
+            }
+        }
+    }
+    let (max_rel, frob_rel) = (max_diff / max_abs, (diff2 / ref2).sqrt());
+    let gib = |bytes: f64| bytes / f64::from(1u32 << 30);
+
+    println!(
+        "eNTK F on CB, {model_name}: C = {c}, θ = all encoder parameters (P = {p}), random head \
+         (model seed 1), {threads} threads"
+    );
+    println!(
+        "examples: the first {n} of CB train ({tokens} tokens, one unpadded sequence each); \
+         the full-Jacobian way on the first {k} ({reference_tokens} tokens)"
+    );
+    println!();
+    println!("| method | backward passes / example | examples | seconds | peak RSS MiB |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| layer-wise (`lpft ntk`) | {} | {n} | {fast_seconds:.1} (gradients {:.1}, contraction {:.1}) | {fast_peak:.0} |",
+        c * fast.passes,
+        fast.gradient_seconds,
+        fast.contraction_seconds
+    );
+    println!(
+        "| full Jacobian of φ, then V0 (paper's code) | {h} | {k} | {reference_seconds:.1} (forward+backward {:.1}, V0 contraction {:.1}, Gram {:.2}) | {reference_peak:.0} |",
+        reference.backward_seconds, reference.contraction_seconds, reference.gram_seconds
+    );
+    println!("| full Jacobian of φ, extrapolated | {h} | {n} | {extrapolated:.0} | – |");
+    println!();
+    println!(
+        "extrapolation: (measured total − Gram) / {k} = {per_example:.1} s per example, × {n}, \
+         plus the Gram of {n} examples' {} rows timed on a {w}-column slice and scaled to P \
+         columns ({gram_n:.1} s)",
+        n * c
+    );
+    println!(
+        "ratio full-Jacobian / layer-wise for {n} examples: {:.0}×",
+        extrapolated / fast_seconds
+    );
+    println!(
+        "agreement on the {k} × {k} block: max |ΔF| / max |F| = {max_rel:.2e}, \
+         ‖ΔF‖_F / ‖F‖_F = {frob_rel:.2e} (tolerance {ENTK_AGREEMENT_TOL:e})"
+    );
+    println!(
+        "memory: the full Jacobians [h, P] of {n} examples would be {n} × {h} × {p} f32 = \
+         {:.0} GiB ({:.1} GiB per example), far too much to hold; the full-Jacobian way here \
+         holds {JACOBIAN_BLOCK} Jacobian rows [P] f32 at a time ({:.2} GiB) and the \
+         V0-contracted rows of its {k} examples ({k} × {c} × P f64 = {:.2} GiB)",
+        gib((n * h * p * 4) as f64),
+        gib((h * p * 4) as f64),
+        gib((JACOBIAN_BLOCK * p * 4) as f64),
+        gib((k * c * p * 8) as f64)
+    );
+    println!(
+        "{{\"workload\":\"entk\",\"model\":\"{model_name}\",\"examples\":{n},\"reference_examples\":{k},\"threads\":{threads},\"parameters\":{p},\"fast_seconds\":{fast_seconds:.2},\"reference_seconds\":{reference_seconds:.2},\"reference_extrapolated_seconds\":{extrapolated:.1},\"ratio\":{:.1},\"max_rel_diff\":{max_rel:.3e},\"fast_peak_rss_mib\":{fast_peak:.0},\"reference_peak_rss_mib\":{reference_peak:.0}}}",
+        extrapolated / fast_seconds
+    );
+    anyhow::ensure!(
+        fast.parameters == p,
+        "the two ways count different θ: {} vs {p} parameters",
+        fast.parameters
+    );
+    anyhow::ensure!(
+        max_rel <= ENTK_AGREEMENT_TOL,
+        "the full-Jacobian F differs from the layer-wise F by {max_rel:e} (max |ΔF| / max |F|), \
+         more than {ENTK_AGREEMENT_TOL:e}"
+    );
+    Ok(())
 }

@@ -76,7 +76,7 @@ pub enum Command {
     LpPath(lp_path::LpPathArgs),
     /// Kernel alignment of a LoRA run's F with an FT run's F (restricted to the adapted weights).
     NtkAlign(ntk_align::NtkAlignArgs),
-    /// Time encoder workloads (forward throughput on a fixed batch).
+    /// Time encoder workloads on a fixed batch, and the eNTK's F against the paper code's way.
     Bench(bench::BenchArgs),
     /// Run an experiment grid (TOML) and write its report; continues an interrupted grid.
     Reproduce(reproduce::ReproduceArgs),

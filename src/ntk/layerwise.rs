@@ -820,7 +820,7 @@ fn inconsistent() -> Error {
 /// upper triangle of `out` (square) is updated. Blocked over k: each task sums
 /// [`GRAM_BLOCKS_PER_TASK`] column blocks sequentially and the task sums are added in order
 /// (deterministic).
-fn gram(out: &mut [f64], a: &[f64], b: Option<&[f64]>, ra: usize, k: usize) {
+pub(crate) fn gram(out: &mut [f64], a: &[f64], b: Option<&[f64]>, ra: usize, k: usize) {
     if ra == 0 || k == 0 {
         return;
     }
@@ -1050,7 +1050,7 @@ fn contract_pairs(
 }
 
 /// Copies the upper triangle of a square row-major matrix onto its lower triangle.
-fn mirror_upper(m: &mut [f64], n: usize) {
+pub(crate) fn mirror_upper(m: &mut [f64], n: usize) {
     for r in 1..n {
         for s in 0..r {
             m[r * n + s] = m[s * n + r];
