@@ -91,7 +91,11 @@ impl GridObserver for Bars {
             None => format!("done   {} ({seconds:.0} s)", label(cell)),
             Some(e) => format!("FAILED {}: {e}", label(cell)),
         };
-        self.pb.println(&line);
+        if self.pb.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.pb.println(&line);
+        }
         if let Ok(mut l) = self.log.lock() {
             l.push(line);
         }
