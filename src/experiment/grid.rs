@@ -309,6 +309,18 @@ pub fn run_grid(
         .iter()
         .filter(|c| !pending(exp, c).is_empty())
         .collect();
+    // Recorded up front too, so a report of a grid still running has its name.
+    if !out.join(EXPERIMENT_FILE).exists() {
+        write_json(
+            &out.join(EXPERIMENT_FILE),
+            &ExperimentRecord {
+                config: exp.clone(),
+                cells: cells.clone(),
+                last_wall_seconds: 0.0,
+                last_cells_run: 0,
+            },
+        )?;
+    }
     let mut outcome = GridOutcome {
         skipped: cells.len() - todo.len(),
         ..GridOutcome::default()

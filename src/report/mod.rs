@@ -236,7 +236,7 @@ const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1200px;margin
     td:first-child,th:first-child{text-align:left}.caption{color:#555;font-size:.9em}\
     figure{display:inline-block;margin:.5em;vertical-align:top;max-width:780px}\
     figcaption{font-size:.85em;color:#444}.holds{color:#176a1a;font-weight:600}\
-    .fails{color:#a11;font-weight:600}.nm{color:#777}nav a{margin-right:1em}";
+    .fails{color:#a11;font-weight:600}.nm{color:#777}td.t{text-align:left}nav a{margin-right:1em}";
 
 fn html(r: &Report) -> String {
     let mut s = format!(
@@ -264,14 +264,17 @@ fn html(r: &Report) -> String {
     s.push_str("</ul>\n<h2 id=\"findings\">Findings</h2>\n");
     let ft = findings::table(&r.findings).to_html();
     let ft = ft
-        .replace("<td>holds</td>", "<td class=\"holds\">holds</td>")
         .replace(
-            "<td>does not hold</td>",
-            "<td class=\"fails\">does not hold</td>",
+            "<td class=\"t\">holds</td>",
+            "<td class=\"t holds\">holds</td>",
         )
         .replace(
-            "<td>not measured</td>",
-            "<td class=\"nm\">not measured</td>",
+            "<td class=\"t\">does not hold</td>",
+            "<td class=\"t fails\">does not hold</td>",
+        )
+        .replace(
+            "<td class=\"t\">not measured</td>",
+            "<td class=\"t nm\">not measured</td>",
         );
     s.push_str(&ft);
     for (i, (name, tables, figs)) in r.sections.iter().enumerate() {

@@ -213,8 +213,12 @@ impl Table {
         s.push_str("</tr></thead>\n<tbody>\n");
         for r in self.text_rows() {
             s.push_str("<tr>");
-            for cell in r {
-                s.push_str(&format!("<td>{}</td>", html_escape(&cell)));
+            for (cell, col) in r.iter().zip(&self.columns) {
+                if col.fmt == Fmt::Plain {
+                    s.push_str(&format!("<td class=\"t\">{}</td>", html_escape(cell)));
+                } else {
+                    s.push_str(&format!("<td>{}</td>", html_escape(cell)));
+                }
             }
             s.push_str("</tr>\n");
         }
@@ -249,7 +253,9 @@ mod tests {
         let csv = t.to_csv();
         assert!(csv.starts_with("m,acc,acc std,acc n\n"), "{csv}");
         assert!(csv.contains("ft,0.6,0.1414"), "{csv}");
-        assert!(t.to_html().contains("<td>60.00 ± 14.14</td>"));
+        let html = t.to_html();
+        assert!(html.contains("<td>60.00 ± 14.14</td>"), "{html}");
+        assert!(html.contains("<td class=\"t\">ft</td>"), "{html}");
     }
 
     #[test]

@@ -288,7 +288,9 @@ pub fn kernels(runs: &[RunRecord], variant: &str, task: &str) -> Option<Table> {
         &format!("eNTK statistics on {task} ({n} train examples), variant `{variant}` — Table 2 layout"),
         "Rank: numerical rank with the float32 tolerance; FN: Frobenius norm of the train×train \
          kernel; Acc: per-logit kernel logistic regression accuracy (%) train/test; FT ratio: \
-         spec §7.3. Ours: mean over the seeds with an eNTK; paper: Table 2 (CB) or 9 (250 examples).",
+         spec §7.3. Ours: mean over the seeds with an eNTK; paper: Table 2 (CB) or 9 (250 examples). \
+         At small N the Acc columns are unreliable: near-tied CV folds make the chosen C (and \
+         the accuracy) jump with round-off.",
         &[
             ("Method", Fmt::Plain),
             ("Kernel", Fmt::Plain),
