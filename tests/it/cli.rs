@@ -616,6 +616,21 @@ label = "gold"
         / k1["stage_start_classifier_norm"].as_f64().unwrap();
     assert!((ratio - 10.0).abs() < 1e-4, "κ scales the head: {ratio}");
 
+    // P depends only on the pre-trained features: identical for every method's eNTK.
+    let p_of = |m: &str| {
+        util::load_tensors(&runs.join(format!(
+            "base/cb/{m}/seed-1/kernels/P_train_train.safetensors"
+        )))["kernel"]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap()
+    };
+    let p_ft = p_of("ft");
+    for m in ["lora", "lp-ft", "lp-lora"] {
+        assert_eq!(p_of(m), p_ft, "P of {m} equals P of ft");
+    }
+
     // The report: every table and figure kind, numbers that match the runs.
     let report = out.join("report");
     for f in ["index.html", "report.md", "tables.json", "findings.json"] {
