@@ -37,14 +37,14 @@ fn mean_of<'a>(
     Stat::of(rs.into_iter().filter_map(f))
 }
 
+/// `mean ± std (n=…)` with three significant digits.
 fn fmt(s: Option<Stat>) -> String {
     match s {
-        Some(Stat {
-            mean,
-            std: Some(sd),
-            n,
-        }) => format!("{mean:.4} ± {sd:.4} (n={n})"),
-        Some(Stat { mean, n, .. }) => format!("{mean:.4} (n={n})"),
+        Some(st) => format!(
+            "{} (n={})",
+            crate::report::table::render(&Value::Stat(st), Fmt::Sci),
+            st.n
+        ),
         None => "–".into(),
     }
 }
@@ -158,7 +158,9 @@ pub fn findings(runs: &[RunRecord]) -> Vec<Finding> {
                     _ => None,
                 },
             );
-            // 4. LoRA's normalised F spectrum is close to FT's.
+            // 4. LoRA's normalised F spectrum is close to FT's (FT and LoRA cells only: checked
+            // once, on the base variant).
+            let base = variant == crate::experiment::config::BASE_VARIANT;
             let spec = |m| {
                 of(m).into_iter().find_map(|r| {
                     r.ntk
@@ -180,27 +182,29 @@ pub fn findings(runs: &[RunRecord]) -> Vec<Finding> {
             let align = mean_of(of(Method::Lora), |r| {
                 r.alignment.as_ref().map(|a| a.alignment_restricted)
             });
-            push(
-                "LoRA's normalised F spectrum is close to FT's",
-                match (
-                    paper::kernel_stats(&task, Some("lora"), KernelKind::Ft),
-                    paper::kernel_stats(&task, Some("ft"), KernelKind::Ft),
-                ) {
-                    (Some(l), Some(f)) => {
-                        format!("rank {} vs {}; overlapping curves (Fig. 2)", l.rank, f.rank)
-                    }
-                    _ => "overlapping curves (Fig. 2)".into(),
-                },
-                match gap {
-                    Some((g, ra, rb)) => format!(
+            if base {
+                push(
+                    "LoRA's normalised F spectrum is close to FT's",
+                    match (
+                        paper::kernel_stats(&task, Some("lora"), KernelKind::Ft),
+                        paper::kernel_stats(&task, Some("ft"), KernelKind::Ft),
+                    ) {
+                        (Some(l), Some(f)) => {
+                            format!("rank {} vs {}; overlapping curves (Fig. 2)", l.rank, f.rank)
+                        }
+                        _ => "overlapping curves (Fig. 2)".into(),
+                    },
+                    match gap {
+                        Some((g, ra, rb)) => format!(
                         "rank {ra} vs {rb}; mean log10 gap {g:.3} (≤ {SPECTRUM_LOG_GAP} = close); \
                          alignment with F^FT on the adapted weights {}",
                         fmt(align)
                     ),
-                    None => "–".into(),
-                },
-                gap.map(|(g, _, _)| g <= SPECTRUM_LOG_GAP),
-            );
+                        None => "–".into(),
+                    },
+                    gap.map(|(g, _, _)| g <= SPECTRUM_LOG_GAP),
+                );
+            }
             // 5. Temperature scaling lowers ECE most for LP-FT.
             let imp = |m| {
                 mean_of(of(m), |r| {
@@ -249,7 +253,7 @@ pub fn findings(runs: &[RunRecord]) -> Vec<Finding> {
                 }),
             );
             // 6. LP-FT ≥ FT in accuracy.
-            let acc = |m| mean_of(of(m), |r| Some(r.metrics.test.accuracy));
+            let acc = |m| mean_of(of(m), |r| Some(100.0 * r.metrics.test.accuracy));
             let (a_ft, a_lpft) = (acc(Method::Ft), acc(Method::LpFt));
             let noise = match (a_ft, a_lpft) {
                 (Some(a), Some(b)) => {
@@ -273,7 +277,7 @@ pub fn findings(runs: &[RunRecord]) -> Vec<Finding> {
                     }
                     _ => "LP-FT ≥ FT on most tasks (Table 8)".into(),
                 },
-                format!("FT {} vs LP-FT {}{noise}", fmt(a_ft), fmt(a_lpft)),
+                format!("FT {} vs LP-FT {} (%){noise}", fmt(a_ft), fmt(a_lpft)),
                 a_ft.zip(a_lpft).map(|(a, b)| b.mean >= a.mean),
             );
         }

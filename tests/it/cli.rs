@@ -698,7 +698,11 @@ label = "gold"
     let findings: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(report.join("findings.json")).unwrap())
             .unwrap();
-    assert_eq!(findings.len(), 2 * 6, "six claims for each LP variant");
+    assert_eq!(
+        findings.len(),
+        6 + 5,
+        "six claims on the base variant, five on the fixed-C one (the spectrum claim has no LP)"
+    );
 
     // Interrupted grid: lose one run and two analyses; the rerun redoes only those.
     std::fs::remove_dir_all(runs.join("base/cb/lp-lora/seed-2")).unwrap();
