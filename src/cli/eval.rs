@@ -62,32 +62,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         task.task,
         args.split
     );
-    let labels: Vec<usize> = examples
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            e.label.with_context(|| {
-                format!(
-                    "{} {} example {} has no label",
-                    task.task,
-                    args.split,
-                    i + 1
-                )
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let texts: Vec<(&str, Option<&str>)> = examples
-        .iter()
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
-    let enc = trained.tokenizer.encode(&texts)?;
-    let (logits, m) = evaluate::evaluate(
-        &trained.model,
-        &trained.tokenizer,
-        &enc,
-        &labels,
-        trained.config.train.eval_batch_size,
-    )?;
+    let what = format!("{} {}", task.task, args.split);
+    let (logits, labels, m) = evaluate::evaluate_run_on(&trained, examples, &what)?;
     let name = format!("{}-{}", task.task, args.split);
     let eval_dir = args.run.join("eval");
     write_json(&eval_dir.join(format!("{name}.json")), &m)?;

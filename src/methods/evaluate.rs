@@ -49,7 +49,7 @@ pub fn evaluate(
 /// set with the same labels).
 ///
 /// # Errors
-/// [`crate::Error::MissingField`] naming the example without a label (`what` names the data);
+/// [`crate::Error::InvalidArgument`] naming the example without a label (`what` names the data);
 /// tokenizer and model errors.
 pub fn evaluate_run_on(
     trained: &crate::methods::load::TrainedRun,

@@ -284,13 +284,7 @@ pub fn sweep(runs: &[RunRecord], task: &str) -> Result<Vec<Figure>> {
     let mut s = Vec::new();
     let mut vlines = Vec::new();
     for m in Method::ALL {
-        let mut kappas: Vec<f64> = rs
-            .iter()
-            .filter(|r| r.method() == m)
-            .map(|r| r.config.head_scale)
-            .collect();
-        kappas.sort_by(f64::total_cmp);
-        kappas.dedup();
+        let kappas = crate::report::tables::sweep_kappas(&rs, m);
         let mut pts = Vec::new();
         let mut err = Vec::new();
         for k in &kappas {

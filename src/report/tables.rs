@@ -519,14 +519,7 @@ pub fn norm_sweep(runs: &[RunRecord], task: &str) -> Option<Table> {
     );
     let groups = group(runs);
     for m in Method::ALL {
-        let mut kappas: Vec<f64> = rs
-            .iter()
-            .filter(|r| r.method() == m)
-            .map(|r| r.config.head_scale)
-            .collect();
-        kappas.sort_by(f64::total_cmp);
-        kappas.dedup();
-        for k in kappas {
+        for k in sweep_kappas(&rs, m) {
             let key = (
                 crate::experiment::config::kappa_variant(k),
                 task.to_string(),
@@ -648,4 +641,16 @@ pub fn differences(runs: &[RunRecord]) -> Vec<String> {
         ));
     }
     out.into_iter().collect()
+}
+
+/// The distinct head scales κ of `method`'s runs among `rs`, ascending.
+pub fn sweep_kappas(rs: &[&RunRecord], method: Method) -> Vec<f64> {
+    let mut kappas: Vec<f64> = rs
+        .iter()
+        .filter(|r| r.method() == method)
+        .map(|r| r.config.head_scale)
+        .collect();
+    kappas.sort_by(f64::total_cmp);
+    kappas.dedup();
+    kappas
 }
