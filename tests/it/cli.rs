@@ -1,29 +1,10 @@
 //! End-to-end runs of the built binary on the tiny fixture models.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use crate::util::{self, fixtures, shared_data};
 
-fn lpft(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_lpft"))
-        .args(args)
-        .env("LPFT_THREADS", "1")
-        .output()
-        .expect("running lpft");
-    out
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = lpft(args);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "lpft {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
+use crate::util::{lpft, lpft_ok as ok};
 
 fn fails(args: &[&str]) -> String {
     let out = lpft(args);

@@ -56,15 +56,7 @@ fn load_pooled(
         lora,
     };
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts).expect("model");
-    let expected = util::load_tensors(&dir.join("expected.safetensors"));
-    let (batch, seq_len) = expected["input_ids"].dims2().unwrap();
-    let inputs = Inputs {
-        input_ids: util::ids(&expected["input_ids"]),
-        token_type_ids: util::ids(&expected["token_type_ids"]),
-        attention_mask: util::ids(&expected["attention_mask"]),
-        batch,
-        seq_len,
-    };
+    let (_, inputs) = util::fixture_inputs(&dir);
     Fixture {
         model,
         vars: report.vars,
@@ -471,20 +463,7 @@ fn ntk_command_writes_kernels_of_the_start_of_the_gradient_stage() {
     util::synthetic_cb(&data, 40, 12);
     let runs = dir.path().join("runs");
     let model = fixtures().join("tiny-bert").display().to_string();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lpft"))
-            .args(args)
-            .env("LPFT_THREADS", "1")
-            .output()
-            .expect("running lpft");
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        assert!(
-            out.status.success(),
-            "lpft {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-    };
+    let run = util::lpft_ok;
     for method in ["ft", "lp-lora"] {
         run(&[
             "train",

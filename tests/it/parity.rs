@@ -42,15 +42,7 @@ fn load_fixture(name: &str, trainable: Trainable) -> Fixture {
         lora: None,
     };
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts).expect("model");
-    let expected = util::load_tensors(&dir.join("expected.safetensors"));
-    let (batch, seq_len) = expected["input_ids"].dims2().unwrap();
-    let inputs = Inputs {
-        input_ids: util::ids(&expected["input_ids"]),
-        token_type_ids: util::ids(&expected["token_type_ids"]),
-        attention_mask: util::ids(&expected["attention_mask"]),
-        batch,
-        seq_len,
-    };
+    let (expected, inputs) = util::fixture_inputs(&dir);
     Fixture {
         model,
         report,

@@ -115,3 +115,38 @@ pub fn synthetic_cb(dir: &Path, n: usize, n_test: usize) {
     std::fs::write(cb.join("train.jsonl"), train).unwrap();
     std::fs::write(cb.join("val.jsonl"), test).unwrap();
 }
+
+/// Runs the built `lpft` binary with one thread.
+pub fn lpft(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lpft"))
+        .args(args)
+        .env("LPFT_THREADS", "1")
+        .output()
+        .expect("running lpft")
+}
+
+/// Runs `lpft`, asserts success, returns stdout.
+pub fn lpft_ok(args: &[&str]) -> String {
+    let out = lpft(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "lpft {args:?} failed\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A fixture's `expected.safetensors` and the batch of inputs it holds.
+pub fn fixture_inputs(dir: &Path) -> (HashMap<String, Tensor>, lpft::model::Inputs) {
+    let expected = load_tensors(&dir.join("expected.safetensors"));
+    let (batch, seq_len) = expected["input_ids"].dims2().unwrap();
+    let inputs = lpft::model::Inputs {
+        input_ids: ids(&expected["input_ids"]),
+        token_type_ids: ids(&expected["token_type_ids"]),
+        attention_mask: ids(&expected["attention_mask"]),
+        batch,
+        seq_len,
+    };
+    (expected, inputs)
+}
