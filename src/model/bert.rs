@@ -6,7 +6,7 @@
 //! GELU (erf), real dropout in `Mode::Train`. Every op has a backward (see `ops`). Tensor names
 //! are the checkpoint's, so HF files map onto the struct tree without a translation table.
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Shape, Tensor};
 
 use crate::error::{Error, Result};
 use crate::model::config::{Arch, EncoderConfig};
@@ -47,6 +47,22 @@ impl LayerNorm {
             return ops::layer_norm(xs, &weight, &bias, self.eps);
         }
         ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
+    }
+
+    /// LayerNorm(y ⊙ keep + residual), one fused op on CPU (see
+    /// [`ops::residual_layer_norm`]); `keep` is the sub-block's dropout mask, if any. The
+    /// recorder is treated as in [`LayerNorm::forward_recorded`].
+    pub fn forward_residual(
+        &self,
+        y: &Tensor,
+        residual: &Tensor,
+        keep: Option<&Tensor>,
+        recorder: Option<&Recorder>,
+    ) -> Result<Tensor> {
+        if let Some((weight, bias)) = recorder.map(|r| r.layer_norm(self)).transpose()?.flatten() {
+            return ops::residual_layer_norm(y, residual, keep, &weight, &bias, self.eps);
+        }
+        ops::residual_layer_norm(y, residual, keep, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -205,28 +221,21 @@ impl Attention {
         mask: &Tensor,
         mode: &mut Mode,
     ) -> Result<Tensor> {
-        let (b, l, h) = xs.dims3()?;
+        let (b, l, _) = xs.dims3()?;
         let lq = xq.dims3()?.1;
-        let split = |t: Tensor, len: usize| -> Result<Tensor> {
-            Ok(t.reshape((b, len, self.heads, self.head_dim))?
-                .transpose(1, 2)?
-                .contiguous()?)
-        };
         let rec = mode.recorder();
-        let q = split(self.query.forward_recorded(xq, rec)?, lq)?;
-        let k = split(self.key.forward_recorded(xs, rec)?, l)?;
-        let v = split(self.value.forward_recorded(xs, rec)?, l)?;
+        let q = self.query.forward_recorded(xq, rec)?;
+        let k = self.key.forward_recorded(xs, rec)?;
+        let v = self.value.forward_recorded(xs, rec)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let probs = ops::masked_softmax(&q.matmul(&k.t()?)?, mask, scale)?;
-        let probs = mode.dropout(&probs, self.attn_dropout)?;
-        let ctx = probs
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b, lq, h))?;
+        let probs_shape = Shape::from((b, self.heads, lq, l));
+        let keep = mode.dropout_mask(&probs_shape, q.device(), q.dtype(), self.attn_dropout)?;
+        let ctx = ops::attention(&q, &k, &v, mask, keep.as_ref(), self.heads, scale)?;
         let out = self.output.forward_recorded(&ctx, rec)?;
-        let out = mode.dropout(&out, self.hidden_dropout)?;
-        self.layer_norm.forward_recorded(&out.add(xq)?, rec)
+        let keep =
+            mode.dropout_mask(out.shape(), out.device(), out.dtype(), self.hidden_dropout)?;
+        self.layer_norm
+            .forward_residual(&out, xq, keep.as_ref(), rec)
     }
 }
 
@@ -288,8 +297,10 @@ impl Layer {
             None => ops::activation(&self.intermediate.forward_recorded(&attn, rec)?, &self.act)?,
         };
         let out = self.output.forward_recorded(&inter, rec)?;
-        let out = mode.dropout(&out, self.hidden_dropout)?;
-        self.layer_norm.forward_recorded(&out.add(&attn)?, rec)
+        let keep =
+            mode.dropout_mask(out.shape(), out.device(), out.dtype(), self.hidden_dropout)?;
+        self.layer_norm
+            .forward_residual(&out, &attn, keep.as_ref(), rec)
     }
 }
 

@@ -3,6 +3,7 @@
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
+use crate::model::fused;
 use crate::model::lora::LoraAdapter;
 use crate::model::params::Params;
 use crate::model::record::Recorder;
@@ -42,17 +43,13 @@ impl Linear {
     /// [`Linear::forward`], reporting to `recorder` when there is one (eNTK, see
     /// [`crate::model::record`]); identical values either way.
     pub fn forward_recorded(&self, xs: &Tensor, recorder: Option<&Recorder>) -> Result<Tensor> {
-        let ys = self.forward_without_bias_recorded(xs, recorder)?;
-        match &self.bias {
-            Some(b) => Ok(ys.broadcast_add(b)?),
-            None => Ok(ys),
-        }
+        self.apply(xs, recorder, true)
     }
 
     /// x Wᵀ (+ the LoRA update), without the bias: for callers that fuse the bias into the next
     /// op.
     pub fn forward_without_bias(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_without_bias_recorded(xs, None)
+        self.apply(xs, None, false)
     }
 
     /// [`Linear::forward_without_bias`], reporting to `recorder` when there is one: the input
@@ -62,6 +59,10 @@ impl Linear {
         xs: &Tensor,
         recorder: Option<&Recorder>,
     ) -> Result<Tensor> {
+        self.apply(xs, recorder, false)
+    }
+
+    fn apply(&self, xs: &Tensor, recorder: Option<&Recorder>, with_bias: bool) -> Result<Tensor> {
         let (in_dim, out_dim) = self.dims();
         let dims = xs.dims().to_vec();
         if dims.last() != Some(&in_dim) {
@@ -75,12 +76,16 @@ impl Linear {
         // One 2-D GEMM over all rows: cheaper than a broadcast batched matmul, whose backward
         // would also sum the broadcast weight gradient.
         let flat = xs.reshape((rows, in_dim))?;
-        // A frozen weight under autograd (LoRA, eNTK w.r.t. a subset): skip its gradient.
-        let frozen = !self.weight.is_variable() && flat.track_op();
-        let mut ys = if frozen && crate::model::fused::applies(&flat) {
-            crate::model::fused::frozen_matmul(&flat, &self.weight)?
+        let bias = self.bias.as_ref().filter(|_| with_bias);
+        // The fused op computes only the gradients autograd needs (no dW for a frozen weight).
+        let mut ys = if fused::applies(&flat) {
+            fused::linear(&flat, &self.weight, bias)?
         } else {
-            flat.matmul(&self.weight.t()?)?
+            let ys = flat.matmul(&self.weight.t()?)?;
+            match bias {
+                Some(b) => ys.broadcast_add(b)?,
+                None => ys,
+            }
         };
         if let Some(lora) = &self.lora {
             ys = ys.add(&lora.forward(&flat)?)?;

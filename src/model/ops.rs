@@ -18,6 +18,41 @@ pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Resul
     layer_norm_composed(xs, gamma, beta, eps)
 }
 
+/// LayerNorm(y ⊙ keep + residual): the end of a Transformer sub-block (dropout, residual,
+/// post-LayerNorm). `keep` is an optional dropout mask (0 or 1/(1-p)) of y's shape. Fused on
+/// CPU.
+pub fn residual_layer_norm(
+    y: &Tensor,
+    residual: &Tensor,
+    keep: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    if fused::applies(y) {
+        return Ok(fused::residual_layer_norm(
+            y, residual, keep, gamma, beta, eps,
+        )?);
+    }
+    residual_layer_norm_composed(y, residual, keep, gamma, beta, eps)
+}
+
+/// The composed reference of [`residual_layer_norm`] (any device).
+pub fn residual_layer_norm_composed(
+    y: &Tensor,
+    residual: &Tensor,
+    keep: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let y = match keep {
+        Some(k) => y.mul(k)?,
+        None => y.clone(),
+    };
+    layer_norm_composed(&y.add(residual)?, gamma, beta, eps)
+}
+
 /// The composed reference LayerNorm (any device).
 pub fn layer_norm_composed(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     let mean = xs.mean_keepdim(D::Minus1)?;
@@ -51,6 +86,54 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tens
         return Ok(fused::masked_softmax(scores, mask, scale)?);
     }
     softmax_last(&(scores * scale)?.broadcast_add(mask)?)
+}
+
+/// Multi-head attention of queries `q` `[b, lq, h]` over keys `k` and values `v` `[b, l, h]`
+/// with `heads` heads: per head softmax(scale · q kᵀ + mask) (⊙ keep) v, heads concatenated →
+/// `[b, lq, h]`. `mask` is additive `[b, 1, 1, l]`; `keep` an optional dropout mask on the
+/// probabilities `[b, heads, lq, l]` (0 or 1/(1-p)). Fused on CPU.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    keep: Option<&Tensor>,
+    heads: usize,
+    scale: f64,
+) -> Result<Tensor> {
+    if fused::applies(q) {
+        return Ok(fused::attention(q, k, v, mask, keep, heads, scale)?);
+    }
+    attention_composed(q, k, v, mask, keep, heads, scale)
+}
+
+/// The composed reference of [`attention`] (any device): split heads, two batched matmuls.
+pub fn attention_composed(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    keep: Option<&Tensor>,
+    heads: usize,
+    scale: f64,
+) -> Result<Tensor> {
+    let (b, lq, h) = q.dims3()?;
+    let split = |t: &Tensor| -> Result<Tensor> {
+        let len = t.dims3()?.1;
+        Ok(t.reshape((b, len, heads, h / heads))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let mut probs = masked_softmax(&q.matmul(&k.t()?)?, mask, scale)?;
+    if let Some(keep) = keep {
+        probs = probs.mul(keep)?;
+    }
+    Ok(probs
+        .matmul(&v)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b, lq, h))?)
 }
 
 /// activation(xs + bias) over the last dimension (fused on CPU for `gelu`).

@@ -10,10 +10,24 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+mod attention;
+mod linear;
+mod math;
+mod matmul;
+mod residual;
+
+pub use attention::attention;
+pub use linear::linear;
+pub use residual::residual_layer_norm;
+
 /// Rows per rayon task: large enough to amortise scheduling, small enough to balance 2+ cores.
 const ROWS_PER_TASK: usize = 64;
 
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn slice<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
     let CpuStorage::F32(v) = s else {
         candle_core::bail!("{what}: f32 only");
     };
@@ -21,6 +35,20 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&
         Some((a, b)) => Ok(&v[a..b]),
         None => candle_core::bail!("{what}: contiguous input only"),
     }
+}
+
+/// Runs `f` on the values of a contiguous f32 CPU tensor (a constant an op holds in its struct:
+/// a mask, a dropout mask, an upstream gradient).
+pub(crate) fn with_values<R>(
+    t: &Tensor,
+    what: &str,
+    f: impl FnOnce(&[f32]) -> R,
+) -> candle_core::Result<R> {
+    let (s, l) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(s) = &*s else {
+        candle_core::bail!("{what}: not on the CPU");
+    };
+    Ok(f(slice(s, l, what)?))
 }
 
 /// Whether the fused kernels apply to `t` (f32 on the CPU).
@@ -204,25 +232,17 @@ impl CustomOp2 for MaskedSoftmaxOp {
             .zip(s.par_chunks(lk * ROWS_PER_TASK))
             .enumerate()
             .for_each(|(task, (pc, sc))| {
-                for (r, (pr, sr)) in pc.chunks_mut(lk).zip(sc.chunks(lk)).enumerate() {
-                    let row = task * ROWS_PER_TASK + r;
-                    let mr = &m[(row / rows_per_batch) * lk..][..lk];
-                    let mut max = f32::NEG_INFINITY;
-                    for j in 0..lk {
-                        let v = sr[j] * self.scale + mr[j];
-                        pr[j] = v;
-                        max = max.max(v);
-                    }
-                    let mut sum = 0f32;
-                    for v in pr.iter_mut() {
-                        *v = (*v - max).exp();
-                        sum += *v;
-                    }
-                    let inv = 1.0 / sum;
-                    for v in pr.iter_mut() {
-                        *v *= inv;
-                    }
-                }
+                math::simd(
+                    #[inline(always)]
+                    || {
+                        for (r, (pr, sr)) in pc.chunks_mut(lk).zip(sc.chunks(lk)).enumerate() {
+                            let row = task * ROWS_PER_TASK + r;
+                            let mr = &m[(row / rows_per_batch) * lk..][..lk];
+                            pr.copy_from_slice(sr);
+                            masked_softmax_row(pr, self.scale, mr);
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(p), l1.shape().clone()))
     }
@@ -237,6 +257,25 @@ impl CustomOp2 for MaskedSoftmaxOp {
         let grad = grad.contiguous()?;
         let ds = res.apply_op2_no_bwd(&grad, &SoftmaxBwdOp { scale: self.scale })?;
         Ok((Some(ds), None))
+    }
+}
+
+/// In place: row ← softmax(scale · row + mask) (mask additive, same length as the row).
+#[inline(always)]
+pub(crate) fn masked_softmax_row(row: &mut [f32], scale: f32, mask: &[f32]) {
+    let mut max = f32::NEG_INFINITY;
+    for (v, m) in row.iter_mut().zip(mask) {
+        *v = *v * scale + m;
+        max = max.max(*v);
+    }
+    let mut sum = 0f32;
+    for v in row.iter_mut() {
+        *v = math::exp(*v - max);
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in row.iter_mut() {
+        *v *= inv;
     }
 }
 
@@ -295,12 +334,14 @@ const INV_SQRT2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// 1/√(2π).
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x * INV_SQRT2))
+    0.5 * x * (1.0 + math::erf(x * INV_SQRT2))
 }
 
+#[inline(always)]
 fn gelu_grad(x: f32) -> f32 {
-    0.5 * (1.0 + libm::erff(x * INV_SQRT2)) + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+    0.5 * (1.0 + math::erf(x * INV_SQRT2)) + x * INV_SQRT_2PI * math::exp(-0.5 * x * x)
 }
 
 /// gelu_erf(x + bias) over the last dim; `bias` `[f]`.
@@ -325,11 +366,16 @@ impl CustomOp2 for BiasGeluOp {
         y.par_chunks_mut(f * ROWS_PER_TASK)
             .zip(x.par_chunks(f * ROWS_PER_TASK))
             .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_mut(f).zip(xc.chunks(f)) {
-                    for i in 0..f {
-                        yr[i] = gelu(xr[i] + b[i]);
-                    }
-                }
+                math::simd(
+                    #[inline(always)]
+                    || {
+                        for (yr, xr) in yc.chunks_mut(f).zip(xc.chunks(f)) {
+                            for ((y, x), b) in yr.iter_mut().zip(xr).zip(b) {
+                                *y = gelu(x + b);
+                            }
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
@@ -382,13 +428,21 @@ impl CustomOp3 for BiasGeluBwdOp {
             .zip(g.par_chunks(f * ROWS_PER_TASK))
             .map(|((dc, xc), gc)| {
                 let mut db = vec![0f32; f];
-                for ((dr, xr), gr) in dc.chunks_mut(f).zip(xc.chunks(f)).zip(gc.chunks(f)) {
-                    for i in 0..f {
-                        let d = gr[i] * gelu_grad(xr[i] + b[i]);
-                        dr[i] = d;
-                        db[i] += d;
-                    }
-                }
+                math::simd(
+                    #[inline(always)]
+                    || {
+                        for ((dr, xr), gr) in dc.chunks_mut(f).zip(xc.chunks(f)).zip(gc.chunks(f)) {
+                            for ((d, s), (x, (g, b))) in dr
+                                .iter_mut()
+                                .zip(&mut db)
+                                .zip(xr.iter().zip(gr.iter().zip(b)))
+                            {
+                                *d = g * gelu_grad(x + b);
+                                *s += *d;
+                            }
+                        }
+                    },
+                );
                 db
             })
             .collect();
@@ -520,152 +574,6 @@ mod tests {
             gc.get(b.as_tensor()).unwrap(),
             1e-5,
             "dbias",
-        );
-    }
-}
-
-// ------------------------------------------------- linear map by a frozen weight
-
-/// x ↦ x Wᵀ for a constant W `[out, in]`: the backward returns dx = g W only. candle's matmul
-/// backward always computes the weight gradient too, which for frozen weights (LoRA, eNTK
-/// w.r.t. a subset) is a full GEMM per layer thrown away.
-struct FrozenMatmulOp {
-    /// W `[out, in]`, contiguous.
-    weight: Tensor,
-}
-
-impl candle_core::CustomOp1 for FrozenMatmulOp {
-    fn name(&self) -> &'static str {
-        "frozen-matmul"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(s, l, "frozen matmul input")?;
-        let (out_dim, in_dim) = self.weight.dims2()?;
-        let rows = x.len() / in_dim.max(1);
-        if rows * in_dim != x.len() {
-            candle_core::bail!(
-                "frozen matmul: input of {} values is not [.., {in_dim}]",
-                x.len()
-            );
-        }
-        let (ws, wl) = self.weight.storage_and_layout();
-        let candle_core::Storage::Cpu(ws) = &*ws else {
-            candle_core::bail!("frozen matmul: weight not on the CPU");
-        };
-        let w = slice(ws, wl, "frozen matmul weight")?;
-        let mut y = vec![0f32; rows * out_dim];
-        let threads = candle_core::utils::get_num_threads();
-        let par = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        // SAFETY: y is [rows, out] row-major (row stride out, column stride 1); x is
-        // [rows, in] row-major; Wᵀ[k, j] = W[j, k] lives at j·in + k, so the right-hand side has
-        // row stride 1 and column stride in. All three buffers have exactly the sizes these
-        // strides address, and y does not alias x or W.
-        unsafe {
-            gemm::gemm(
-                rows,
-                out_dim,
-                in_dim,
-                y.as_mut_ptr(),
-                1,
-                out_dim as isize,
-                false,
-                x.as_ptr(),
-                1,
-                in_dim as isize,
-                w.as_ptr(),
-                in_dim as isize,
-                1,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-        let mut dims = l.shape().dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = out_dim;
-        }
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
-    }
-
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (out_dim, _) = self.weight.dims2()?;
-        let rows = grad.elem_count() / out_dim;
-        let dx = grad
-            .reshape((rows, out_dim))?
-            .matmul(&self.weight)?
-            .reshape(x.shape())?;
-        Ok(Some(dx))
-    }
-}
-
-/// x Wᵀ for a constant weight W `[out, in]` whose gradient is not needed. Shapes: `xs`
-/// `[rows, in]` → `[rows, out]`.
-pub fn frozen_matmul(xs: &Tensor, weight: &Tensor) -> candle_core::Result<Tensor> {
-    let xs = xs.contiguous()?;
-    let weight = weight.contiguous()?;
-    xs.apply_op1_arc(std::sync::Arc::new(Box::new(FrozenMatmulOp { weight })))
-}
-
-#[cfg(test)]
-mod frozen_tests {
-    use super::*;
-    use crate::rng::{normal_vec, Streams};
-    use candle_core::{Device, Var};
-
-    #[test]
-    fn frozen_matmul_matches_matmul_and_its_input_gradient() {
-        let v = |n, seed| normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, 1.0);
-        let x = Var::from_tensor(&Tensor::from_vec(v(33 * 20, 1), (33, 20), &Device::Cpu).unwrap())
-            .unwrap();
-        let w = Tensor::from_vec(v(7 * 20, 2), (7, 20), &Device::Cpu).unwrap();
-        let g = Tensor::from_vec(v(33 * 7, 3), (33, 7), &Device::Cpu).unwrap();
-        let fused = frozen_matmul(x.as_tensor(), &w).unwrap();
-        let plain = x.as_tensor().matmul(&w.t().unwrap()).unwrap();
-        let diff = (&fused - &plain)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff < 1e-5, "values differ by {diff}");
-        let gf = fused
-            .mul(&g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let gp = plain
-            .mul(&g)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let a = gf.get(x.as_tensor()).unwrap();
-        let b = gp.get(x.as_tensor()).unwrap();
-        let diff = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert!(diff < 1e-5, "dx differs by {diff}");
-        assert!(
-            gf.get(&w).is_none(),
-            "no gradient is computed for the frozen weight"
         );
     }
 }

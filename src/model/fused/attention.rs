@@ -1,0 +1,405 @@
+//! Multi-head scaled dot-product attention as one op over the projected q, k, v, with a
+//! hand-written backward.
+//!
+//! Composed from candle ops, attention splits q, k, v into heads (reshape, transpose and a
+//! contiguous copy each), runs two batched matmuls with a softmax and a dropout between, and
+//! merges the heads back (another copy); the backward repeats every copy and accumulates each
+//! intermediate's gradient into a zero-filled buffer. Here each batch element is one rayon task
+//! that reads its heads as strided views of q, k, v, keeps the `lq × l` score matrix of one
+//! head in a scratch buffer, and writes the context straight into the `[b, lq, h]` output. The
+//! backward recomputes the probabilities (two small GEMMs per head, cheaper than storing
+//! `b · heads · lq · l` values and accumulating their gradient) and writes dq, dk, dv the same
+//! way.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::math::simd;
+use super::matmul::{matmul, threads, View};
+use super::{masked_softmax_row, slice, with_values};
+
+/// [`with_values`] for an optional tensor.
+fn with_opt_values<R>(
+    t: Option<&Tensor>,
+    what: &str,
+    f: impl FnOnce(Option<&[f32]>) -> R,
+) -> candle_core::Result<R> {
+    match t {
+        Some(t) => with_values(t, what, |v| f(Some(v))),
+        None => Ok(f(None)),
+    }
+}
+
+/// Shapes and constants of one attention call.
+#[derive(Clone)]
+struct AttentionOp {
+    heads: usize,
+    scale: f32,
+    /// Additive key mask, `b · l` values.
+    mask: Tensor,
+    /// Dropout keep-mask on the probabilities (0 or 1/(1-p)), `b · heads · lq · l` values.
+    keep: Option<Tensor>,
+}
+
+/// (b, lq, l, h) from q `[b, lq, h]`, k and v `[b, l, h]`.
+fn dims(lq: &Layout, lk: &Layout, lv: &Layout, heads: usize) -> candle_core::Result<[usize; 4]> {
+    let (b, nq, h) = lq.shape().dims3()?;
+    let (bk, l, hk) = lk.shape().dims3()?;
+    if (bk, hk) != (b, h) || lv.shape() != lk.shape() || heads == 0 || h % heads != 0 {
+        candle_core::bail!(
+            "attention: q {:?}, k {:?}, v {:?} with {heads} heads",
+            lq.shape(),
+            lk.shape(),
+            lv.shape()
+        );
+    }
+    Ok([b, nq, l, h])
+}
+
+/// One head's probabilities into `p` (`nq × l`): softmax(scale · q kᵀ + mask) per row.
+fn probabilities(p: &mut [f32], q: View, k: View, scale: f32, mask: &[f32]) {
+    let l = mask.len();
+    matmul(p, l, false, q, k.t(), threads(true));
+    for row in p.chunks_mut(l) {
+        masked_softmax_row(row, scale, mask);
+    }
+}
+
+impl AttentionOp {
+    fn check_constants(&self, [b, nq, l, _]: [usize; 4]) -> candle_core::Result<()> {
+        if self.mask.elem_count() != b * l {
+            candle_core::bail!(
+                "attention mask has {} values, expected {}",
+                self.mask.elem_count(),
+                b * l
+            );
+        }
+        if let Some(k) = &self.keep {
+            if k.elem_count() != b * self.heads * nq * l {
+                candle_core::bail!("attention dropout mask has {} values", k.elem_count());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sq: &CpuStorage,
+        lq: &Layout,
+        sk: &CpuStorage,
+        lk: &Layout,
+        sv: &CpuStorage,
+        lv: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let d = dims(lq, lk, lv, self.heads)?;
+        self.check_constants(d)?;
+        let [_, nq, l, h] = d;
+        let hd = h / self.heads;
+        let (q, k, v) = (
+            slice(sq, lq, "q")?,
+            slice(sk, lk, "k")?,
+            slice(sv, lv, "v")?,
+        );
+        let mut out = vec![0f32; q.len()];
+        with_values(&self.mask, "attention mask", |mask| {
+            with_opt_values(self.keep.as_ref(), "attention dropout mask", |keep_vals| {
+                out.par_chunks_mut(nq * h).enumerate().for_each(|(bi, ob)| {
+                    simd(
+                        #[inline(always)]
+                        || {
+                            let mut p = vec![0f32; nq * l];
+                            let (qb, kb, vb) =
+                                (&q[bi * nq * h..], &k[bi * l * h..], &v[bi * l * h..]);
+                            for head in 0..self.heads {
+                                let c = head * hd;
+                                let qh = View::new(&qb[c..], nq, hd, h, 1);
+                                let kh = View::new(&kb[c..], l, hd, h, 1);
+                                probabilities(
+                                    &mut p,
+                                    qh,
+                                    kh,
+                                    self.scale,
+                                    &mask[bi * l..(bi + 1) * l],
+                                );
+                                if let Some(keep) = keep_vals {
+                                    let kp = &keep[(bi * self.heads + head) * nq * l..][..nq * l];
+                                    p.iter_mut().zip(kp).for_each(|(a, m)| *a *= m);
+                                }
+                                let vh = View::new(&vb[c..], l, hd, h, 1);
+                                matmul(
+                                    &mut ob[c..],
+                                    h,
+                                    false,
+                                    View::rows(&p, nq, l),
+                                    vh,
+                                    threads(true),
+                                );
+                            }
+                        },
+                    )
+                });
+            })
+        })??;
+        Ok((CpuStorage::F32(out), lq.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = AttentionBwdOp {
+            fwd: self.clone(),
+            grad: grad.contiguous()?,
+        };
+        let flat = q.apply_op3_no_bwd(k, v, &op)?;
+        let (nq, nk) = (q.elem_count(), k.elem_count());
+        let dq = flat.narrow(0, 0, nq)?.reshape(q.shape())?;
+        let dk = flat.narrow(0, nq, nk)?.reshape(k.shape())?;
+        let dv = flat.narrow(0, nq + nk, nk)?.reshape(v.shape())?;
+        Ok((Some(dq), Some(dk), Some(dv)))
+    }
+}
+
+/// The backward kernel over (q, k, v) with the upstream gradient held in the op: one flat
+/// output `[dq | dk | dv]`.
+struct AttentionBwdOp {
+    fwd: AttentionOp,
+    grad: Tensor,
+}
+
+impl CustomOp3 for AttentionBwdOp {
+    fn name(&self) -> &'static str {
+        "fused-attention-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sq: &CpuStorage,
+        lq: &Layout,
+        sk: &CpuStorage,
+        lk: &Layout,
+        sv: &CpuStorage,
+        lv: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let f = &self.fwd;
+        let d = dims(lq, lk, lv, f.heads)?;
+        f.check_constants(d)?;
+        let [_, nq, l, h] = d;
+        let hd = h / f.heads;
+        let (q, k, v) = (
+            slice(sq, lq, "q")?,
+            slice(sk, lk, "k")?,
+            slice(sv, lv, "v")?,
+        );
+        if self.grad.elem_count() != q.len() {
+            candle_core::bail!(
+                "attention backward: gradient has {} values",
+                self.grad.elem_count()
+            );
+        }
+        let mut out = vec![0f32; q.len() + 2 * k.len()];
+        let (dq, rest) = out.split_at_mut(q.len());
+        let (dk, dv) = rest.split_at_mut(k.len());
+        with_values(&f.mask, "attention mask", |mask| {
+            with_opt_values(f.keep.as_ref(), "attention dropout mask", |keep_vals| {
+                with_values(&self.grad, "attention gradient", |g| {
+                    dq.par_chunks_mut(nq * h)
+                        .zip(dk.par_chunks_mut(l * h))
+                        .zip(dv.par_chunks_mut(l * h))
+                        .enumerate()
+                        .for_each(|(bi, ((dqb, dkb), dvb))| {
+                            simd(
+                                #[inline(always)]
+                                || {
+                                    let mut p = vec![0f32; nq * l];
+                                    let mut pd = vec![0f32; nq * l];
+                                    let mut dp = vec![0f32; nq * l];
+                                    let (qb, kb, vb) =
+                                        (&q[bi * nq * h..], &k[bi * l * h..], &v[bi * l * h..]);
+                                    let gb = &g[bi * nq * h..];
+                                    for head in 0..f.heads {
+                                        let c = head * hd;
+                                        let qh = View::new(&qb[c..], nq, hd, h, 1);
+                                        let kh = View::new(&kb[c..], l, hd, h, 1);
+                                        let vh = View::new(&vb[c..], l, hd, h, 1);
+                                        let gh = View::new(&gb[c..], nq, hd, h, 1);
+                                        probabilities(
+                                            &mut p,
+                                            qh,
+                                            kh,
+                                            f.scale,
+                                            &mask[bi * l..(bi + 1) * l],
+                                        );
+                                        let kp = keep_vals.map(|keep| {
+                                            &keep[(bi * f.heads + head) * nq * l..][..nq * l]
+                                        });
+                                        // The probabilities after dropout, as the forward used them.
+                                        let used: &[f32] = match kp {
+                                            Some(kp) => {
+                                                pd.iter_mut()
+                                                    .zip(&p)
+                                                    .zip(kp)
+                                                    .for_each(|((d, a), m)| *d = a * m);
+                                                &pd
+                                            }
+                                            None => &p,
+                                        };
+                                        // dv = Pᵀ g.
+                                        let pv = View::rows(used, nq, l);
+                                        matmul(&mut dvb[c..], h, false, pv.t(), gh, threads(true));
+                                        // dP = (g vᵀ) ⊙ keep.
+                                        matmul(&mut dp, l, false, gh, vh.t(), threads(true));
+                                        if let Some(kp) = kp {
+                                            dp.iter_mut().zip(kp).for_each(|(d, m)| *d *= m);
+                                        }
+                                        // dS = scale · P ⊙ (dP − Σ_j dP_j P_j), row-wise.
+                                        for (dr, pr) in dp.chunks_mut(l).zip(p.chunks(l)) {
+                                            let dot: f32 =
+                                                dr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                                            for (a, b) in dr.iter_mut().zip(pr) {
+                                                *a = f.scale * b * (*a - dot);
+                                            }
+                                        }
+                                        let ds = View::rows(&dp, nq, l);
+                                        // dq = dS k, dk = dSᵀ q.
+                                        matmul(&mut dqb[c..], h, false, ds, kh, threads(true));
+                                        matmul(&mut dkb[c..], h, false, ds.t(), qh, threads(true));
+                                    }
+                                },
+                            )
+                        });
+                })
+            })
+        })???;
+        Ok((CpuStorage::F32(out), Shape::from(q.len() + 2 * k.len())))
+    }
+}
+
+/// Multi-head attention of the queries `q` `[b, lq, h]` over keys `k` and values `v`
+/// `[b, l, h]`: per head, softmax(scale · q kᵀ + mask) (⊙ keep) v, heads concatenated →
+/// `[b, lq, h]`. `mask` is additive over keys (`b · l` values, e.g. `[b, 1, 1, l]`); `keep` is
+/// an optional dropout mask on the probabilities, `[b, heads, lq, l]`, already scaled by
+/// 1/(1-p). Both are constants (no gradient).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    keep: Option<&Tensor>,
+    heads: usize,
+    scale: f64,
+) -> candle_core::Result<Tensor> {
+    let op = AttentionOp {
+        heads,
+        scale: scale as f32,
+        mask: mask.contiguous()?,
+        keep: keep.map(|t| t.contiguous()).transpose()?,
+    };
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    if q.track_op() || k.track_op() || v.track_op() {
+        q.apply_op3_arc(&k, &v, std::sync::Arc::new(Box::new(op)))
+    } else {
+        q.apply_op3_no_bwd(&k, &v, &op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::attention_composed;
+    use crate::rng::{normal_vec, Streams};
+    use candle_core::{Device, Var};
+
+    /// f32 kernels against f32 composed ops: different summation orders only.
+    const REL_TOL: f32 = 1e-5;
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        let n = shape.iter().product();
+        let v = normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, 1.0);
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn rel(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap();
+        let n = b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap();
+        d.to_scalar::<f32>().unwrap() / n.to_scalar::<f32>().unwrap().max(1e-12)
+    }
+
+    /// Values and dq, dk, dv against the composed reference: all queries and the first one
+    /// only, with padded keys, with and without a dropout mask.
+    #[test]
+    fn matches_composed_attention_values_and_gradients() {
+        let (b, l, heads, hd) = (3, 9, 4, 5);
+        let h = heads * hd;
+        // Batch element 1 has its last 3 keys padded, element 2 its last one.
+        let mut m = vec![0f32; b * l];
+        for j in 6..9 {
+            m[l + j] = f32::MIN;
+        }
+        m[2 * l + 8] = f32::MIN;
+        let mask = Tensor::from_vec(m, (b, 1, 1, l), &Device::Cpu).unwrap();
+        for lq in [l, 1] {
+            for dropout in [false, true] {
+                let q = Var::from_tensor(&randn(&[b, lq, h], 1)).unwrap();
+                let k = Var::from_tensor(&randn(&[b, l, h], 2)).unwrap();
+                let v = Var::from_tensor(&randn(&[b, l, h], 3)).unwrap();
+                let g = randn(&[b, lq, h], 4);
+                let keep = dropout.then(|| {
+                    let u = randn(&[b, heads, lq, l], 5);
+                    u.ge(-1.0)
+                        .unwrap()
+                        .to_dtype(candle_core::DType::F32)
+                        .unwrap()
+                        * 1.25
+                });
+                let keep = keep.map(|k| k.unwrap());
+                let args = (q.as_tensor(), k.as_tensor(), v.as_tensor());
+                let fused =
+                    attention(args.0, args.1, args.2, &mask, keep.as_ref(), heads, 0.4).unwrap();
+                let plain =
+                    attention_composed(args.0, args.1, args.2, &mask, keep.as_ref(), heads, 0.4)
+                        .unwrap();
+                let case = format!("lq {lq}, dropout {dropout}");
+                assert!(rel(&fused, &plain) < REL_TOL, "{case}: values");
+                let gf = fused
+                    .mul(&g)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let gp = plain
+                    .mul(&g)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                for (t, name) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
+                    let (a, p) = (
+                        gf.get(t.as_tensor()).unwrap(),
+                        gp.get(t.as_tensor()).unwrap(),
+                    );
+                    assert!(rel(a, p) < REL_TOL, "{case}: {name} rel {}", rel(a, p));
+                }
+            }
+        }
+    }
+}

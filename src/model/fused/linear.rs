@@ -1,0 +1,354 @@
+//! A fused linear layer, y = x Wᵀ (+ b), with a backward that computes exactly the gradients
+//! its inputs need.
+//!
+//! Composed from candle ops, a linear layer is `x.matmul(W.t())` then a broadcast bias add:
+//! the forward makes an extra pass (and buffer) for the bias; the backward accumulates the
+//! matmul output's gradient into a zero-filled buffer, reduces the broadcast for db, computes
+//! the weight gradient as (xᵀ g) and then adds its *transpose* into W's accumulator (a strided,
+//! scalar pass over every weight), and computes dW even for frozen weights. Here the bias is
+//! the GEMM's initial value, dW = gᵀ x is written in W's own layout, and dx, dW, db are each
+//! computed only when that input is tracked by autograd.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+
+use super::matmul::{matmul, threads, View};
+use super::slice;
+
+/// Which gradients the backward computes (decided when the op is built, from which inputs
+/// autograd tracks).
+#[derive(Clone, Copy)]
+struct LinearOp {
+    dx: bool,
+    dw: bool,
+    db: bool,
+}
+
+/// (rows, in, out) from the layouts of x `[.., in]` and W `[out, in]`.
+fn dims(lx: &Layout, lw: &Layout) -> candle_core::Result<(usize, usize, usize)> {
+    let (out_dim, in_dim) = lw.shape().dims2()?;
+    let n = lx.shape().elem_count();
+    if lx.shape().dims().last() != Some(&in_dim) {
+        candle_core::bail!(
+            "linear: input {:?} does not end in the weight's input size {in_dim}",
+            lx.shape()
+        );
+    }
+    Ok((n / in_dim.max(1), in_dim, out_dim))
+}
+
+fn out_shape(lx: &Layout, out_dim: usize) -> Shape {
+    let mut d = lx.shape().dims().to_vec();
+    if let Some(last) = d.last_mut() {
+        *last = out_dim;
+    }
+    Shape::from(d)
+}
+
+/// y = x Wᵀ + b: each output row starts as the bias, then the GEMM accumulates onto it.
+fn forward(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    rows: usize,
+    in_dim: usize,
+    out_dim: usize,
+) -> Vec<f32> {
+    let mut y = match b {
+        Some(b) => b.repeat(rows),
+        None => vec![0f32; rows * out_dim],
+    };
+    matmul(
+        &mut y,
+        out_dim,
+        b.is_some(),
+        View::rows(x, rows, in_dim),
+        View::rows(w, out_dim, in_dim).t(),
+        threads(false),
+    );
+    y
+}
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, i, o) = dims(lx, lw)?;
+        let y = forward(
+            slice(sx, lx, "linear input")?,
+            slice(sw, lw, "linear weight")?,
+            None,
+            rows,
+            i,
+            o,
+        );
+        Ok((CpuStorage::F32(y), out_shape(lx, o)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.backward(x, w, grad)?;
+        Ok((dx, dw))
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "fused-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, i, o) = dims(lx, lw)?;
+        let b = slice(sb, lb, "linear bias")?;
+        if b.len() != o {
+            candle_core::bail!(
+                "linear: bias has {} values, the weight {o} outputs",
+                b.len()
+            );
+        }
+        let y = forward(
+            slice(sx, lx, "linear input")?,
+            slice(sw, lw, "linear weight")?,
+            Some(b),
+            rows,
+            i,
+            o,
+        );
+        Ok((CpuStorage::F32(y), out_shape(lx, o)))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward(x, w, grad)
+    }
+}
+
+impl LinearOp {
+    /// (dx, dW, db), each only if wanted; one kernel writes them into one flat buffer.
+    fn backward(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let flat = x.apply_op3_no_bwd(w, &grad, &LinearBwdOp(*self))?;
+        let mut off = 0;
+        let mut take = |on: bool, shape: &Shape| -> candle_core::Result<Option<Tensor>> {
+            if !on {
+                return Ok(None);
+            }
+            let n = shape.elem_count();
+            let t = flat.narrow(0, off, n)?.reshape(shape)?;
+            off += n;
+            Ok(Some(t))
+        };
+        let dx = take(self.dx, x.shape())?;
+        let dw = take(self.dw, w.shape())?;
+        let db = take(self.db, &Shape::from(w.dims()[0]))?;
+        Ok((dx, dw, db))
+    }
+}
+
+/// The backward kernel over (x, W, g): one flat output `[dx | dW | db]` holding the parts the
+/// op wants, in that order.
+struct LinearBwdOp(LinearOp);
+
+impl CustomOp3 for LinearBwdOp {
+    fn name(&self) -> &'static str {
+        "fused-linear-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sg: &CpuStorage,
+        lg: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, i, o) = dims(lx, lw)?;
+        let x = slice(sx, lx, "linear input")?;
+        let w = slice(sw, lw, "linear weight")?;
+        let g = slice(sg, lg, "linear output gradient")?;
+        if g.len() != rows * o {
+            candle_core::bail!(
+                "linear backward: gradient has {} values, expected {}",
+                g.len(),
+                rows * o
+            );
+        }
+        let want = self.0;
+        let n = want.dx as usize * rows * i + want.dw as usize * o * i + want.db as usize * o;
+        let mut out = vec![0f32; n];
+        let mut rest = out.as_mut_slice();
+        let gv = View::rows(g, rows, o);
+        if want.dx {
+            // dx = g W: [rows, out] · [out, in].
+            let (dx, r) = rest.split_at_mut(rows * i);
+            matmul(dx, i, false, gv, View::rows(w, o, i), threads(false));
+            rest = r;
+        }
+        if want.dw {
+            // dW = gᵀ x: [out, rows] · [rows, in], in W's own [out, in] layout.
+            let (dw, r) = rest.split_at_mut(o * i);
+            matmul(dw, i, false, gv.t(), View::rows(x, rows, i), threads(false));
+            rest = r;
+        }
+        if want.db {
+            // db = column sums of g.
+            for row in g.chunks(o) {
+                for (d, v) in rest.iter_mut().zip(row) {
+                    *d += v;
+                }
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+}
+
+/// x Wᵀ (+ b) over the last dimension of `xs`. Shapes: `xs` `[.., in]`, `weight` `[out, in]`,
+/// `bias` `[out]` → `[.., out]`. The backward computes only the gradients autograd needs: no
+/// dW for a frozen weight (LoRA, the eNTK w.r.t. a subset), no dx for a constant input.
+pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    let xs = xs.contiguous()?;
+    let weight = weight.contiguous()?;
+    let op = LinearOp {
+        dx: xs.track_op(),
+        dw: weight.track_op(),
+        db: bias.is_some_and(|b| b.track_op()),
+    };
+    let tracked = op.dx || op.dw || op.db;
+    match bias {
+        Some(b) => {
+            let b = b.contiguous()?;
+            if tracked {
+                xs.apply_op3_arc(&weight, &b, std::sync::Arc::new(Box::new(op)))
+            } else {
+                xs.apply_op3_no_bwd(&weight, &b, &op)
+            }
+        }
+        None if tracked => xs.apply_op2_arc(&weight, std::sync::Arc::new(Box::new(op))),
+        None => xs.apply_op2_no_bwd(&weight, &op),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{normal_vec, Streams};
+    use candle_core::{Device, Var};
+
+    /// f32 GEMM against candle's f32 matmul: different blocking and summation order only.
+    const REL_TOL: f32 = 1e-5;
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        let n = shape.iter().product();
+        let v = normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, 1.0);
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn rel(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap();
+        let n = b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap();
+        d.to_scalar::<f32>().unwrap() / n.to_scalar::<f32>().unwrap().max(1e-12)
+    }
+
+    /// Values and every gradient against `x.matmul(W.t()) + b` composed from candle ops, for
+    /// each combination of tracked inputs; untracked inputs must get no gradient.
+    #[test]
+    fn matches_composed_linear_values_and_gradients() {
+        let (xt, wt, bt) = (randn(&[3, 41, 20], 1), randn(&[13, 20], 2), randn(&[13], 3));
+        let g = randn(&[3, 41, 13], 4);
+        for (tx, tw, tb, with_bias) in [
+            (true, true, true, true),
+            (true, false, false, true),
+            (false, true, true, true),
+            (true, true, false, false),
+            (true, false, false, false),
+        ] {
+            let var = |t: &Tensor, on: bool| -> (Tensor, Option<Var>) {
+                if on {
+                    let v = Var::from_tensor(t).unwrap();
+                    (v.as_tensor().clone(), Some(v))
+                } else {
+                    (t.clone(), None)
+                }
+            };
+            let (x, vx) = var(&xt, tx);
+            let (w, vw) = var(&wt, tw);
+            let (b, vb) = var(&bt, tb);
+            let bias = with_bias.then_some(&b);
+            let fused = linear(&x, &w, bias).unwrap();
+            let mut plain = x.broadcast_matmul(&w.t().unwrap()).unwrap();
+            if with_bias {
+                plain = plain.broadcast_add(&b).unwrap();
+            }
+            let case = format!("x {tx} w {tw} b {tb} bias {with_bias}");
+            assert!(rel(&fused, &plain) < REL_TOL, "{case}: values");
+            let gf = fused
+                .mul(&g)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gp = plain
+                .mul(&g)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (v, name) in [(&vx, "dx"), (&vw, "dW"), (&vb, "db")] {
+                if let Some(v) = v {
+                    if name == "db" && !with_bias {
+                        continue;
+                    }
+                    let (a, p) = (
+                        gf.get(v.as_tensor()).unwrap(),
+                        gp.get(v.as_tensor()).unwrap(),
+                    );
+                    assert!(rel(a, p) < REL_TOL, "{case}: {name}");
+                }
+            }
+            if !tw {
+                assert!(gf.get(&w).is_none(), "{case}: a frozen W gets no gradient");
+            }
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The end of every Transformer sub-block as one op: LayerNorm(dropout(y) + residual).
+//!
+//! Composed, that is a dropout multiply, a residual add and a LayerNorm: three passes and two
+//! intermediate tensors forward, and backward three more passes plus a zero-filled gradient
+//! accumulator for each intermediate. Here the forward is one pass per row; the backward
+//! recomputes the row from y, the residual and the dropout mask, and writes dy, dresidual, dγ
+//! and dβ in one more.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::math::simd;
+use super::{ln_row_stats, slice, with_values, ROWS_PER_TASK};
+
+/// LayerNorm(y ⊙ keep + res) with γ and β stacked as one `[2h]` input (so that both reach
+/// their `Var`s through the stack's backward).
+#[derive(Clone)]
+struct ResidualNormOp {
+    eps: f32,
+    /// Dropout keep-mask on y (0 or 1/(1-p)), shape of y.
+    keep: Option<Tensor>,
+}
+
+/// z = y ⊙ keep + res for one row.
+#[inline(always)]
+fn residual_row(z: &mut [f32], y: &[f32], res: &[f32], keep: Option<&[f32]>) {
+    match keep {
+        Some(k) => {
+            for (((z, y), r), k) in z.iter_mut().zip(y).zip(res).zip(k) {
+                *z = y * k + r;
+            }
+        }
+        None => {
+            for ((z, y), r) in z.iter_mut().zip(y).zip(res) {
+                *z = y + r;
+            }
+        }
+    }
+}
+
+fn check(
+    ly: &Layout,
+    lr: &Layout,
+    lgb: &Layout,
+    keep: Option<&Tensor>,
+) -> candle_core::Result<usize> {
+    let h = lgb.shape().elem_count() / 2;
+    if ly.shape() != lr.shape()
+        || ly.shape().dims().last() != Some(&h)
+        || keep.is_some_and(|k| k.elem_count() != ly.shape().elem_count())
+    {
+        candle_core::bail!(
+            "residual layer norm: y {:?}, residual {:?}, γβ {:?}",
+            ly.shape(),
+            lr.shape(),
+            lgb.shape()
+        );
+    }
+    Ok(h)
+}
+
+/// [`with_values`] for an optional tensor.
+fn with_opt<R>(t: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> R) -> candle_core::Result<R> {
+    match t {
+        Some(t) => with_values(t, "dropout mask", |v| f(Some(v))),
+        None => Ok(f(None)),
+    }
+}
+
+impl CustomOp3 for ResidualNormOp {
+    fn name(&self) -> &'static str {
+        "fused-residual-layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sy: &CpuStorage,
+        ly: &Layout,
+        sr: &CpuStorage,
+        lr: &Layout,
+        sgb: &CpuStorage,
+        lgb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let h = check(ly, lr, lgb, self.keep.as_ref())?;
+        let (y, res) = (
+            slice(sy, ly, "sub-block output")?,
+            slice(sr, lr, "residual")?,
+        );
+        let (g, b) = slice(sgb, lgb, "layer norm γβ")?.split_at(h);
+        let mut out = vec![0f32; y.len()];
+        let chunk = h * ROWS_PER_TASK;
+        with_opt(self.keep.as_ref(), |keep| {
+            out.par_chunks_mut(chunk).enumerate().for_each(|(t, oc)| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for (r, orow) in oc.chunks_mut(h).enumerate() {
+                            let at = t * chunk + r * h;
+                            let k = keep.map(|k| &k[at..at + h]);
+                            residual_row(orow, &y[at..at + h], &res[at..at + h], k);
+                            let (mean, rstd) = ln_row_stats(orow, self.eps);
+                            for ((o, g), b) in orow.iter_mut().zip(g).zip(b) {
+                                *o = (*o - mean) * rstd * g + b;
+                            }
+                        }
+                    },
+                )
+            })
+        })?;
+        Ok((CpuStorage::F32(out), ly.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        y: &Tensor,
+        res: &Tensor,
+        gb: &Tensor,
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = ResidualNormBwdOp {
+            fwd: self.clone(),
+            grad: grad.contiguous()?,
+        };
+        let flat = y.apply_op3_no_bwd(res, gb, &op)?;
+        let n = y.elem_count();
+        let dz = flat.narrow(0, 0, n)?.reshape(y.shape())?;
+        let dgb = flat.narrow(0, n, gb.elem_count())?;
+        let dy = match &self.keep {
+            Some(_) => flat.narrow(0, n + gb.elem_count(), n)?.reshape(y.shape())?,
+            None => dz.clone(),
+        };
+        Ok((Some(dy), Some(dz), Some(dgb)))
+    }
+}
+
+/// Backward over (y, res, γβ) with the upstream gradient in the op: one flat output
+/// `[dz | dγ | dβ | dy]`, where dz is the gradient of the residual sum (= dres) and dy = dz ⊙
+/// keep is present only with a dropout mask (else dy = dz).
+struct ResidualNormBwdOp {
+    fwd: ResidualNormOp,
+    grad: Tensor,
+}
+
+impl CustomOp3 for ResidualNormBwdOp {
+    fn name(&self) -> &'static str {
+        "fused-residual-layer-norm-bwd"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sy: &CpuStorage,
+        ly: &Layout,
+        sr: &CpuStorage,
+        lr: &Layout,
+        sgb: &CpuStorage,
+        lgb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let keep_t = self.fwd.keep.as_ref();
+        let h = check(ly, lr, lgb, keep_t)?;
+        let (y, res) = (
+            slice(sy, ly, "sub-block output")?,
+            slice(sr, lr, "residual")?,
+        );
+        let g = &slice(sgb, lgb, "layer norm γβ")?[..h];
+        let n = y.len();
+        let total = n + 2 * h + if keep_t.is_some() { n } else { 0 };
+        let mut out = vec![0f32; total];
+        let (dz, rest) = out.split_at_mut(n);
+        let (dgb, dy) = rest.split_at_mut(2 * h);
+        let chunk = h * ROWS_PER_TASK;
+        let eps = self.fwd.eps;
+        let partials: Vec<Vec<f32>> =
+            with_values(&self.grad, "residual layer norm gradient", |up| {
+                with_opt(keep_t, |keep| {
+                    dz.par_chunks_mut(chunk)
+                        .enumerate()
+                        .map(|(t, dzc)| {
+                            simd(
+                                #[inline(always)]
+                                || {
+                                    // [dγ | dβ] partial sums of this task.
+                                    let mut acc = vec![0f32; 2 * h];
+                                    let mut xhat = vec![0f32; h];
+                                    for (r, dzr) in dzc.chunks_mut(h).enumerate() {
+                                        let at = t * chunk + r * h;
+                                        let k = keep.map(|k| &k[at..at + h]);
+                                        residual_row(
+                                            &mut xhat,
+                                            &y[at..at + h],
+                                            &res[at..at + h],
+                                            k,
+                                        );
+                                        let (mean, rstd) = ln_row_stats(&xhat, eps);
+                                        let u = &up[at..at + h];
+                                        let (mut s1, mut s2) = (0f32, 0f32);
+                                        let (dg, db) = acc.split_at_mut(h);
+                                        for i in 0..h {
+                                            xhat[i] = (xhat[i] - mean) * rstd;
+                                            let gy = u[i] * g[i];
+                                            s1 += gy;
+                                            s2 += gy * xhat[i];
+                                            dg[i] += u[i] * xhat[i];
+                                            db[i] += u[i];
+                                        }
+                                        let (m1, m2) = (s1 / h as f32, s2 / h as f32);
+                                        for i in 0..h {
+                                            dzr[i] = rstd * (u[i] * g[i] - m1 - xhat[i] * m2);
+                                        }
+                                    }
+                                    acc
+                                },
+                            )
+                        })
+                        .collect()
+                })
+            })??;
+        for p in &partials {
+            for (d, v) in dgb.iter_mut().zip(p) {
+                *d += v;
+            }
+        }
+        if let Some(kt) = keep_t {
+            with_values(kt, "dropout mask", |k| {
+                dy.par_chunks_mut(chunk)
+                    .zip(dz.par_chunks(chunk))
+                    .zip(k.par_chunks(chunk))
+                    .for_each(|((d, z), k)| {
+                        for ((d, z), k) in d.iter_mut().zip(z).zip(k) {
+                            *d = z * k;
+                        }
+                    })
+            })?;
+        }
+        Ok((CpuStorage::F32(out), Shape::from(total)))
+    }
+}
+
+/// LayerNorm(y ⊙ keep + residual) over the last dimension. Shapes: `y`, `residual` and `keep`
+/// (optional dropout mask, 0 or 1/(1-p)) `[.., h]`; `gamma`, `beta` `[h]`.
+pub fn residual_layer_norm(
+    y: &Tensor,
+    residual: &Tensor,
+    keep: Option<&Tensor>,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let op = ResidualNormOp {
+        eps: eps as f32,
+        keep: keep.map(|k| k.contiguous()).transpose()?,
+    };
+    let (y, residual) = (y.contiguous()?, residual.contiguous()?);
+    let gb = Tensor::cat(&[gamma, beta], 0)?;
+    if y.track_op() || residual.track_op() || gb.track_op() {
+        y.apply_op3_arc(&residual, &gb, std::sync::Arc::new(Box::new(op)))
+    } else {
+        y.apply_op3_no_bwd(&residual, &gb, &op)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::residual_layer_norm_composed;
+    use crate::rng::{normal_vec, Streams};
+    use candle_core::{DType, Device, Var};
+
+    /// f32 kernels against f32 composed ops: different summation orders only.
+    const REL_TOL: f32 = 1e-5;
+
+    fn randn(shape: &[usize], seed: u64, std: f32) -> Tensor {
+        let n = shape.iter().product();
+        let v = normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, std);
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn rel(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .sqrt()
+            .unwrap();
+        let n = b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap();
+        d.to_scalar::<f32>().unwrap() / n.to_scalar::<f32>().unwrap().max(1e-12)
+    }
+
+    /// Values and dy, dres, dγ, dβ against dropout-multiply, add and LayerNorm composed from
+    /// candle ops; more rows than one task, with and without a dropout mask.
+    #[test]
+    fn matches_composed_values_and_gradients() {
+        let shape = [3, 50, 24];
+        for dropout in [false, true] {
+            let y = Var::from_tensor(&randn(&shape, 1, 2.0)).unwrap();
+            let r = Var::from_tensor(&randn(&shape, 2, 1.0)).unwrap();
+            let g = Var::from_tensor(&(randn(&[24], 3, 0.2) + 1.0).unwrap()).unwrap();
+            let b = Var::from_tensor(&randn(&[24], 4, 0.1)).unwrap();
+            let w = randn(&shape, 5, 1.0);
+            let keep = dropout.then(|| {
+                let u = randn(&shape, 6, 1.0);
+                (u.ge(-1.0).unwrap().to_dtype(DType::F32).unwrap() * 1.25).unwrap()
+            });
+            let args = (y.as_tensor(), r.as_tensor(), g.as_tensor(), b.as_tensor());
+            let fused =
+                residual_layer_norm(args.0, args.1, keep.as_ref(), args.2, args.3, 1e-5).unwrap();
+            let plain =
+                residual_layer_norm_composed(args.0, args.1, keep.as_ref(), args.2, args.3, 1e-5)
+                    .unwrap();
+            assert!(rel(&fused, &plain) < REL_TOL, "dropout {dropout}: values");
+            let gf = fused
+                .mul(&w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gp = plain
+                .mul(&w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (v, name) in [(&y, "dy"), (&r, "dres"), (&g, "dgamma"), (&b, "dbeta")] {
+                let (a, p) = (
+                    gf.get(v.as_tensor()).unwrap(),
+                    gp.get(v.as_tensor()).unwrap(),
+                );
+                assert!(
+                    rel(a, p) < REL_TOL,
+                    "dropout {dropout}: {name} rel {}",
+                    rel(a, p)
+                );
+            }
+        }
+    }
+}
