@@ -11,9 +11,11 @@ use std::sync::Mutex;
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, Layout, Tensor, Var};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::fused::simd;
 
 /// AdamW hyper-parameters (a config we own).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -99,13 +101,27 @@ impl candle_core::InplaceOp2 for UpdateOp<'_> {
         // REF order (torch AdamW): decay θ, update moments, then θ −= lr·m̂/(√v̂ + ε).
         let decay = 1.0 - self.lr * self.wd;
         let step_size = self.lr * self.bc1;
-        for i in 0..theta.len() {
-            let g = grad[i] * self.grad_scale;
-            m[i] = self.beta1 * m[i] + (1.0 - self.beta1) * g;
-            v[i] = self.beta2 * v[i] + (1.0 - self.beta2) * g * g;
-            let denom = v[i].sqrt() * self.bc2_sqrt + self.eps;
-            theta[i] = theta[i] * decay - step_size * m[i] / denom;
-        }
+        // Element-wise, so chunking over threads changes nothing in the result.
+        const CHUNK: usize = 1 << 14;
+        theta
+            .par_chunks_mut(CHUNK)
+            .zip(grad.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+            .for_each(|((theta, grad), (m, v))| {
+                simd(
+                    #[inline(always)]
+                    || {
+                        for ((t, g), (m, v)) in theta.iter_mut().zip(grad).zip(m.iter_mut().zip(v))
+                        {
+                            let g = g * self.grad_scale;
+                            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
+                            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
+                            let denom = v.sqrt() * self.bc2_sqrt + self.eps;
+                            *t = *t * decay - step_size * *m / denom;
+                        }
+                    },
+                )
+            });
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ mod residual;
 
 pub use attention::attention;
 pub use linear::linear;
+pub(crate) use math::simd;
 pub use residual::residual_layer_norm;
 
 /// Rows per rayon task: large enough to amortise scheduling, small enough to balance 2+ cores.
