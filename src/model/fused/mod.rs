@@ -1,10 +1,20 @@
 //! Fused CPU kernels with hand-written backward passes (issue #4).
 //!
-//! Composed from candle's elementwise ops, a LayerNorm, a masked softmax or a bias+GELU costs
-//! several full passes over memory, a fresh buffer per op and candle's thread barrier per op;
-//! these kernels do one pass per row block (rayon) and their backward is one more. Each is an
-//! exact re-implementation of the composed version in [`crate::model::ops`], which stays the
-//! reference: the tests below compare values and gradients of both. Non-CPU devices and
+//! Composed from candle's ops, every elementwise step costs a full pass over memory, a fresh
+//! buffer and a thread barrier, and its backward adds the step's gradient into a freshly zeroed
+//! accumulator. These kernels do one pass per row block (rayon) and their backward is one more:
+//!
+//! - this module: LayerNorm, masked softmax, bias + GELU;
+//! - [`linear`]: y = x Wᵀ + b with the bias as the GEMM's initial value and a backward that
+//!   computes only the gradients autograd tracks (no dW for frozen weights);
+//! - [`attention`]: multi-head attention over strided views of q, k, v (no head-split copies),
+//!   probabilities recomputed in the backward;
+//! - [`residual_layer_norm`]: LayerNorm(dropout(y) + residual), the end of every sub-block;
+//! - `math`: vectorised `exp`/`erf` and the runtime dispatch to AVX-512/AVX2 (`simd`);
+//! - `matmul`: a bounds-checked front end to the `gemm` crate's strided GEMM.
+//!
+//! Each is an exact re-implementation of a composed version in [`crate::model::ops`], which
+//! stays the reference: the tests compare values and gradients of both. Non-CPU devices and
 //! non-f32 tensors use the composed ops.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
