@@ -634,7 +634,7 @@ mod tests {
         let row = |i: usize| {
             format!(
                 r#"{{"question": "q{i}", "title": "t", "passage": "p{i}", "idx": {i}, "label": {}}}"#,
-                i % 3 == 0
+                i.is_multiple_of(3)
             )
         };
         write(&dir, "superglue/BoolQ/train.jsonl", &jsonl(21, row));

@@ -158,7 +158,7 @@ impl Kernel {
     /// # Errors
     /// [`Error::Shape`] if `c` is 0 or does not divide both dimensions.
     pub fn from_flat(m: KernelMatrix, c: usize) -> Result<Self> {
-        if c == 0 || m.rows % c != 0 || m.cols % c != 0 {
+        if c == 0 || !m.rows.is_multiple_of(c) || !m.cols.is_multiple_of(c) {
             return Err(Error::Shape {
                 what: "flattened kernel",
                 expected: format!("[n1·C, n2·C] with C = {c}"),

@@ -16,19 +16,7 @@ use rayon::prelude::*;
 
 use super::math::simd;
 use super::matmul::{matmul, threads, View};
-use super::{masked_softmax_row, slice, with_values};
-
-/// [`with_values`] for an optional tensor.
-fn with_opt_values<R>(
-    t: Option<&Tensor>,
-    what: &str,
-    f: impl FnOnce(Option<&[f32]>) -> R,
-) -> candle_core::Result<R> {
-    match t {
-        Some(t) => with_values(t, what, |v| f(Some(v))),
-        None => Ok(f(None)),
-    }
-}
+use super::{masked_softmax_row, slice, with_opt_values, with_values};
 
 /// Shapes and constants of one attention call.
 #[derive(Clone)]
@@ -316,31 +304,12 @@ pub fn attention(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fused::testing::{randn, rel};
     use crate::model::ops::attention_composed;
-    use crate::rng::{normal_vec, Streams};
     use candle_core::{Device, Var};
 
     /// f32 kernels against f32 composed ops: different summation orders only.
     const REL_TOL: f32 = 1e-5;
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        let n = shape.iter().product();
-        let v = normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, 1.0);
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .sqrt()
-            .unwrap();
-        let n = b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap();
-        d.to_scalar::<f32>().unwrap() / n.to_scalar::<f32>().unwrap().max(1e-12)
-    }
 
     /// Values and dq, dk, dv against the composed reference: all queries and the first one
     /// only, with padded keys, with and without a dropout mask.
@@ -357,12 +326,12 @@ mod tests {
         let mask = Tensor::from_vec(m, (b, 1, 1, l), &Device::Cpu).unwrap();
         for lq in [l, 1] {
             for dropout in [false, true] {
-                let q = Var::from_tensor(&randn(&[b, lq, h], 1)).unwrap();
-                let k = Var::from_tensor(&randn(&[b, l, h], 2)).unwrap();
-                let v = Var::from_tensor(&randn(&[b, l, h], 3)).unwrap();
-                let g = randn(&[b, lq, h], 4);
+                let q = Var::from_tensor(&randn(&[b, lq, h], 1, 1.0)).unwrap();
+                let k = Var::from_tensor(&randn(&[b, l, h], 2, 1.0)).unwrap();
+                let v = Var::from_tensor(&randn(&[b, l, h], 3, 1.0)).unwrap();
+                let g = randn(&[b, lq, h], 4, 1.0);
                 let keep = dropout.then(|| {
-                    let u = randn(&[b, heads, lq, l], 5);
+                    let u = randn(&[b, heads, lq, l], 5, 1.0);
                     u.ge(-1.0)
                         .unwrap()
                         .to_dtype(candle_core::DType::F32)

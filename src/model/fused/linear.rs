@@ -263,37 +263,22 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> candle_cor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{normal_vec, Streams};
-    use candle_core::{Device, Var};
+    use crate::model::fused::testing::{randn, rel};
+    use candle_core::Var;
 
     /// f32 GEMM against candle's f32 matmul: different blocking and summation order only.
     const REL_TOL: f32 = 1e-5;
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        let n = shape.iter().product();
-        let v = normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, 1.0);
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .sqrt()
-            .unwrap();
-        let n = b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap();
-        d.to_scalar::<f32>().unwrap() / n.to_scalar::<f32>().unwrap().max(1e-12)
-    }
 
     /// Values and every gradient against `x.matmul(W.t()) + b` composed from candle ops, for
     /// each combination of tracked inputs; untracked inputs must get no gradient.
     #[test]
     fn matches_composed_linear_values_and_gradients() {
-        let (xt, wt, bt) = (randn(&[3, 41, 20], 1), randn(&[13, 20], 2), randn(&[13], 3));
-        let g = randn(&[3, 41, 13], 4);
+        let (xt, wt, bt) = (
+            randn(&[3, 41, 20], 1, 1.0),
+            randn(&[13, 20], 2, 1.0),
+            randn(&[13], 3, 1.0),
+        );
+        let g = randn(&[3, 41, 13], 4, 1.0);
         for (tx, tw, tb, with_bias) in [
             (true, true, true, true),
             (true, false, false, true),

@@ -62,6 +62,18 @@ pub(crate) fn with_values<R>(
     Ok(f(slice(s, l, what)?))
 }
 
+/// [`with_values`] for an optional tensor.
+pub(crate) fn with_opt_values<R>(
+    t: Option<&Tensor>,
+    what: &str,
+    f: impl FnOnce(Option<&[f32]>) -> R,
+) -> candle_core::Result<R> {
+    match t {
+        Some(t) => with_values(t, what, |v| f(Some(v))),
+        None => Ok(f(None)),
+    }
+}
+
 /// Whether the fused kernels apply to `t` (f32 on the CPU).
 pub fn applies(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == candle_core::DType::F32
@@ -132,6 +144,37 @@ impl CustomOp3 for LayerNormOp {
     }
 }
 
+/// LayerNorm backward of one row: input `x`, upstream `dy`, weight `g`; writes `dx` and adds
+/// this row's terms to `dg` and `db`. `xhat` is scratch of the row's length.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn ln_row_backward(
+    x: &[f32],
+    dy: &[f32],
+    g: &[f32],
+    eps: f32,
+    xhat: &mut [f32],
+    dx: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+) {
+    let h = x.len();
+    let (mean, rstd) = ln_row_stats(x, eps);
+    let (mut s1, mut s2) = (0f32, 0f32);
+    for i in 0..h {
+        xhat[i] = (x[i] - mean) * rstd;
+        let gy = dy[i] * g[i];
+        s1 += gy;
+        s2 += gy * xhat[i];
+        dg[i] += dy[i] * xhat[i];
+        db[i] += dy[i];
+    }
+    let (m1, m2) = (s1 / h as f32, s2 / h as f32);
+    for i in 0..h {
+        dx[i] = rstd * (dy[i] * g[i] - m1 - xhat[i] * m2);
+    }
+}
+
 /// Backward of LayerNorm: one flat output `[dx (n) | dγ (h) | dβ (h)]`.
 struct LayerNormBwdOp {
     eps: f32,
@@ -168,20 +211,7 @@ impl CustomOp3 for LayerNormBwdOp {
                 let mut db = vec![0f32; h];
                 let mut xhat = vec![0f32; h];
                 for ((dxr, xr), dyr) in dxc.chunks_mut(h).zip(xc.chunks(h)).zip(dyc.chunks(h)) {
-                    let (mean, rstd) = ln_row_stats(xr, self.eps);
-                    let (mut s1, mut s2) = (0f32, 0f32);
-                    for i in 0..h {
-                        xhat[i] = (xr[i] - mean) * rstd;
-                        let gy = dyr[i] * g[i];
-                        s1 += gy;
-                        s2 += gy * xhat[i];
-                        dg[i] += dyr[i] * xhat[i];
-                        db[i] += dyr[i];
-                    }
-                    let (m1, m2) = (s1 / h as f32, s2 / h as f32);
-                    for i in 0..h {
-                        dxr[i] = rstd * (dyr[i] * g[i] - m1 - xhat[i] * m2);
-                    }
+                    ln_row_backward(xr, dyr, g, self.eps, &mut xhat, dxr, &mut dg, &mut db);
                 }
                 (dg, db)
             })
@@ -472,30 +502,22 @@ pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     xs.apply_op2_arc(bias, std::sync::Arc::new(Box::new(BiasGeluOp)))
 }
 
+/// Helpers of the kernels' tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::ops;
+pub(crate) mod testing {
+    use candle_core::{Device, Tensor};
+
     use crate::rng::{normal_vec, Streams};
-    use candle_core::{Device, Var};
 
-    /// f32 kernels against f32 composed ops: different summation orders only.
-    const VALUE_TOL: f32 = 1e-5;
-    /// Relative L2 error of gradients (f32 on both sides).
-    const GRAD_REL_TOL: f32 = 1e-5;
-
-    fn randn(shape: &[usize], seed: u64, std: f32) -> Tensor {
+    /// A tensor of N(0, std²) values drawn from `seed`.
+    pub(crate) fn randn(shape: &[usize], seed: u64, std: f32) -> Tensor {
         let n = shape.iter().product();
         let v = normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, std);
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    /// Gradients of Σ (t ⊙ w): a fixed random cotangent for comparing backward passes.
-    fn weighted_grads(t: &Tensor, w: &Tensor) -> candle_core::backprop::GradStore {
-        t.mul(w).unwrap().sum_all().unwrap().backward().unwrap()
-    }
-
-    fn close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+    /// Relative L2 distance ‖a − b‖ / ‖b‖.
+    pub(crate) fn rel(a: &Tensor, b: &Tensor) -> f32 {
         let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
         let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
         let num: f32 = a
@@ -504,8 +526,31 @@ mod tests {
             .map(|(x, y)| (x - y).powi(2))
             .sum::<f32>()
             .sqrt();
-        let den: f32 = b.iter().map(|y| y * y).sum::<f32>().sqrt().max(1e-12);
-        assert!(num / den <= tol, "{what}: relative error {}", num / den);
+        let den: f32 = b.iter().map(|y| y * y).sum::<f32>().sqrt();
+        num / den.max(1e-12)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{randn, rel};
+    use super::*;
+    use crate::model::ops;
+    use candle_core::{Device, Var};
+
+    /// f32 kernels against f32 composed ops: different summation orders only.
+    const VALUE_TOL: f32 = 1e-5;
+    /// Relative L2 error of gradients (f32 on both sides).
+    const GRAD_REL_TOL: f32 = 1e-5;
+
+    /// Gradients of Σ (t ⊙ w): a fixed random cotangent for comparing backward passes.
+    fn weighted_grads(t: &Tensor, w: &Tensor) -> candle_core::backprop::GradStore {
+        t.mul(w).unwrap().sum_all().unwrap().backward().unwrap()
+    }
+
+    fn close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+        let r = rel(a, b);
+        assert!(r <= tol, "{what}: relative error {r}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::math::simd;
-use super::{ln_row_stats, slice, with_values, ROWS_PER_TASK};
+use super::{ln_row_backward, ln_row_stats, slice, with_opt_values, with_values, ROWS_PER_TASK};
 
 /// LayerNorm(y ⊙ keep + res) with γ and β stacked as one `[2h]` input (so that both reach
 /// their `Var`s through the stack's backward).
@@ -59,14 +59,6 @@ fn check(
     Ok(h)
 }
 
-/// [`with_values`] for an optional tensor.
-fn with_opt<R>(t: Option<&Tensor>, f: impl FnOnce(Option<&[f32]>) -> R) -> candle_core::Result<R> {
-    match t {
-        Some(t) => with_values(t, "dropout mask", |v| f(Some(v))),
-        None => Ok(f(None)),
-    }
-}
-
 impl CustomOp3 for ResidualNormOp {
     fn name(&self) -> &'static str {
         "fused-residual-layer-norm"
@@ -89,7 +81,7 @@ impl CustomOp3 for ResidualNormOp {
         let (g, b) = slice(sgb, lgb, "layer norm γβ")?.split_at(h);
         let mut out = vec![0f32; y.len()];
         let chunk = h * ROWS_PER_TASK;
-        with_opt(self.keep.as_ref(), |keep| {
+        with_opt_values(self.keep.as_ref(), "dropout mask", |keep| {
             out.par_chunks_mut(chunk).enumerate().for_each(|(t, oc)| {
                 simd(
                     #[inline(always)]
@@ -172,7 +164,7 @@ impl CustomOp3 for ResidualNormBwdOp {
         let eps = self.fwd.eps;
         let partials: Vec<Vec<f32>> =
             with_values(&self.grad, "residual layer norm gradient", |up| {
-                with_opt(keep_t, |keep| {
+                with_opt_values(keep_t, "dropout mask", |keep| {
                     dz.par_chunks_mut(chunk)
                         .enumerate()
                         .map(|(t, dzc)| {
@@ -181,32 +173,14 @@ impl CustomOp3 for ResidualNormBwdOp {
                                 || {
                                     // [dγ | dβ] partial sums of this task.
                                     let mut acc = vec![0f32; 2 * h];
-                                    let mut xhat = vec![0f32; h];
+                                    let (mut z, mut xhat) = (vec![0f32; h], vec![0f32; h]);
                                     for (r, dzr) in dzc.chunks_mut(h).enumerate() {
                                         let at = t * chunk + r * h;
                                         let k = keep.map(|k| &k[at..at + h]);
-                                        residual_row(
-                                            &mut xhat,
-                                            &y[at..at + h],
-                                            &res[at..at + h],
-                                            k,
-                                        );
-                                        let (mean, rstd) = ln_row_stats(&xhat, eps);
-                                        let u = &up[at..at + h];
-                                        let (mut s1, mut s2) = (0f32, 0f32);
+                                        residual_row(&mut z, &y[at..at + h], &res[at..at + h], k);
                                         let (dg, db) = acc.split_at_mut(h);
-                                        for i in 0..h {
-                                            xhat[i] = (xhat[i] - mean) * rstd;
-                                            let gy = u[i] * g[i];
-                                            s1 += gy;
-                                            s2 += gy * xhat[i];
-                                            dg[i] += u[i] * xhat[i];
-                                            db[i] += u[i];
-                                        }
-                                        let (m1, m2) = (s1 / h as f32, s2 / h as f32);
-                                        for i in 0..h {
-                                            dzr[i] = rstd * (u[i] * g[i] - m1 - xhat[i] * m2);
-                                        }
+                                        let u = &up[at..at + h];
+                                        ln_row_backward(&z, u, g, eps, &mut xhat, dzr, dg, db);
                                     }
                                     acc
                                 },
@@ -262,31 +236,12 @@ pub fn residual_layer_norm(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fused::testing::{randn, rel};
     use crate::model::ops::residual_layer_norm_composed;
-    use crate::rng::{normal_vec, Streams};
-    use candle_core::{DType, Device, Var};
+    use candle_core::{DType, Var};
 
     /// f32 kernels against f32 composed ops: different summation orders only.
     const REL_TOL: f32 = 1e-5;
-
-    fn randn(shape: &[usize], seed: u64, std: f32) -> Tensor {
-        let n = shape.iter().product();
-        let v = normal_vec(&mut Streams::new(seed).get("t"), n, 0.0, std);
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    fn rel(a: &Tensor, b: &Tensor) -> f32 {
-        let d = (a - b)
-            .unwrap()
-            .sqr()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .sqrt()
-            .unwrap();
-        let n = b.sqr().unwrap().sum_all().unwrap().sqrt().unwrap();
-        d.to_scalar::<f32>().unwrap() / n.to_scalar::<f32>().unwrap().max(1e-12)
-    }
 
     /// Values and dy, dres, dγ, dβ against dropout-multiply, add and LayerNorm composed from
     /// candle ops; more rows than one task, with and without a dropout mask.
