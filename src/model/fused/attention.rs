@@ -304,7 +304,7 @@ pub fn attention(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::testing::{randn, rel};
+    use crate::model::fused::testing::{randn, rel, weighted_grads};
     use crate::model::ops::attention_composed;
     use candle_core::{Device, Var};
 
@@ -347,20 +347,8 @@ mod tests {
                         .unwrap();
                 let case = format!("lq {lq}, dropout {dropout}");
                 assert!(rel(&fused, &plain) < REL_TOL, "{case}: values");
-                let gf = fused
-                    .mul(&g)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
-                let gp = plain
-                    .mul(&g)
-                    .unwrap()
-                    .sum_all()
-                    .unwrap()
-                    .backward()
-                    .unwrap();
+                let gf = weighted_grads(&fused, &g);
+                let gp = weighted_grads(&plain, &g);
                 for (t, name) in [(&q, "dq"), (&k, "dk"), (&v, "dv")] {
                     let (a, p) = (
                         gf.get(t.as_tensor()).unwrap(),

@@ -263,7 +263,7 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> candle_cor
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::testing::{randn, rel};
+    use crate::model::fused::testing::{randn, rel, weighted_grads};
     use candle_core::Var;
 
     /// f32 GEMM against candle's f32 matmul: different blocking and summation order only.
@@ -305,20 +305,8 @@ mod tests {
             }
             let case = format!("x {tx} w {tw} b {tb} bias {with_bias}");
             assert!(rel(&fused, &plain) < REL_TOL, "{case}: values");
-            let gf = fused
-                .mul(&g)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gp = plain
-                .mul(&g)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = weighted_grads(&fused, &g);
+            let gp = weighted_grads(&plain, &g);
             for (v, name) in [(&vx, "dx"), (&vw, "dW"), (&vb, "db")] {
                 if let Some(v) = v {
                     if name == "db" && !with_bias {

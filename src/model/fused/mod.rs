@@ -516,6 +516,11 @@ pub(crate) mod testing {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// Gradients of Σ (t ⊙ w): a fixed random cotangent for comparing backward passes.
+    pub(crate) fn weighted_grads(t: &Tensor, w: &Tensor) -> candle_core::backprop::GradStore {
+        t.mul(w).unwrap().sum_all().unwrap().backward().unwrap()
+    }
+
     /// Relative L2 distance ‖a − b‖ / ‖b‖.
     pub(crate) fn rel(a: &Tensor, b: &Tensor) -> f32 {
         let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
@@ -533,7 +538,7 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{randn, rel};
+    use super::testing::{randn, rel, weighted_grads};
     use super::*;
     use crate::model::ops;
     use candle_core::{Device, Var};
@@ -542,11 +547,6 @@ mod tests {
     const VALUE_TOL: f32 = 1e-5;
     /// Relative L2 error of gradients (f32 on both sides).
     const GRAD_REL_TOL: f32 = 1e-5;
-
-    /// Gradients of Σ (t ⊙ w): a fixed random cotangent for comparing backward passes.
-    fn weighted_grads(t: &Tensor, w: &Tensor) -> candle_core::backprop::GradStore {
-        t.mul(w).unwrap().sum_all().unwrap().backward().unwrap()
-    }
 
     fn close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
         let r = rel(a, b);

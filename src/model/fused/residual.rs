@@ -236,7 +236,7 @@ pub fn residual_layer_norm(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::fused::testing::{randn, rel};
+    use crate::model::fused::testing::{randn, rel, weighted_grads};
     use crate::model::ops::residual_layer_norm_composed;
     use candle_core::{DType, Var};
 
@@ -265,20 +265,8 @@ mod tests {
                 residual_layer_norm_composed(args.0, args.1, keep.as_ref(), args.2, args.3, 1e-5)
                     .unwrap();
             assert!(rel(&fused, &plain) < REL_TOL, "dropout {dropout}: values");
-            let gf = fused
-                .mul(&w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let gp = plain
-                .mul(&w)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
+            let gf = weighted_grads(&fused, &w);
+            let gp = weighted_grads(&plain, &w);
             for (v, name) in [(&y, "dy"), (&r, "dres"), (&g, "dgamma"), (&b, "dbeta")] {
                 let (a, p) = (
                     gf.get(v.as_tensor()).unwrap(),
