@@ -14,7 +14,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::math::simd;
+use super::math::{dot, simd};
 use super::matmul::{matmul, threads, View};
 use super::{masked_softmax_row, slice, with_opt_values, with_values};
 
@@ -45,6 +45,7 @@ fn dims(lq: &Layout, lk: &Layout, lv: &Layout, heads: usize) -> candle_core::Res
 }
 
 /// One head's probabilities into `p` (`nq × l`): softmax(scale · q kᵀ + mask) per row.
+#[inline(always)]
 fn probabilities(p: &mut [f32], q: View, k: View, scale: f32, mask: &[f32]) {
     let l = mask.len();
     matmul(p, l, false, q, k.t(), threads(true));
@@ -252,10 +253,9 @@ impl CustomOp3 for AttentionBwdOp {
                                         }
                                         // dS = scale · P ⊙ (dP − Σ_j dP_j P_j), row-wise.
                                         for (dr, pr) in dp.chunks_mut(l).zip(p.chunks(l)) {
-                                            let dot: f32 =
-                                                dr.iter().zip(pr).map(|(a, b)| a * b).sum();
+                                            let s = dot(dr, pr);
                                             for (a, b) in dr.iter_mut().zip(pr) {
-                                                *a = f.scale * b * (*a - dot);
+                                                *a = f.scale * b * (*a - s);
                                             }
                                         }
                                         let ds = View::rows(&dp, nq, l);

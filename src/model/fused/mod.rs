@@ -85,10 +85,11 @@ struct LayerNormOp {
     eps: f32,
 }
 
+#[inline(always)]
 fn ln_row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let h = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / h;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h;
+    let mean = math::sum(x) / h;
+    let var = math::sum_sq_dev(x, mean) / h;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -160,15 +161,16 @@ fn ln_row_backward(
 ) {
     let h = x.len();
     let (mean, rstd) = ln_row_stats(x, eps);
-    let (mut s1, mut s2) = (0f32, 0f32);
     for i in 0..h {
         xhat[i] = (x[i] - mean) * rstd;
-        let gy = dy[i] * g[i];
-        s1 += gy;
-        s2 += gy * xhat[i];
         dg[i] += dy[i] * xhat[i];
         db[i] += dy[i];
     }
+    // Σ dy·γ and Σ dy·γ·x̂, with dx̂ = dy·γ written into dx first as scratch.
+    for i in 0..h {
+        dx[i] = dy[i] * g[i];
+    }
+    let (s1, s2) = (math::sum(dx), math::dot(dx, xhat));
     let (m1, m2) = (s1 / h as f32, s2 / h as f32);
     for i in 0..h {
         dx[i] = rstd * (dy[i] * g[i] - m1 - xhat[i] * m2);
@@ -304,17 +306,14 @@ impl CustomOp2 for MaskedSoftmaxOp {
 /// In place: row ← softmax(scale · row + mask) (mask additive, same length as the row).
 #[inline(always)]
 pub(crate) fn masked_softmax_row(row: &mut [f32], scale: f32, mask: &[f32]) {
-    let mut max = f32::NEG_INFINITY;
     for (v, m) in row.iter_mut().zip(mask) {
         *v = *v * scale + m;
-        max = max.max(*v);
     }
-    let mut sum = 0f32;
+    let max = math::max(row);
     for v in row.iter_mut() {
         *v = math::exp(*v - max);
-        sum += *v;
     }
-    let inv = 1.0 / sum;
+    let inv = 1.0 / math::sum(row);
     for v in row.iter_mut() {
         *v *= inv;
     }
@@ -346,7 +345,7 @@ impl CustomOp2 for SoftmaxBwdOp {
             .zip(g.par_chunks(lk * ROWS_PER_TASK))
             .for_each(|((dc, pc), gc)| {
                 for ((dr, pr), gr) in dc.chunks_mut(lk).zip(pc.chunks(lk)).zip(gc.chunks(lk)) {
-                    let dot: f32 = pr.iter().zip(gr).map(|(a, b)| a * b).sum();
+                    let dot = math::dot(pr, gr);
                     for j in 0..lk {
                         dr[j] = self.scale * pr[j] * (gr[j] - dot);
                     }
