@@ -113,6 +113,30 @@ pub(crate) fn matmul(
     }
 }
 
+/// The transpose of a row-major `rows × cols` matrix, as a row-major `cols × rows` one
+/// (in square tiles, so both sides stay in cache).
+pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 32;
+    assert_eq!(
+        src.len(),
+        rows * cols,
+        "transpose: {rows}×{cols} from {} values",
+        src.len()
+    );
+    let mut dst = vec![0f32; rows * cols];
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(rows) {
+                let row = &src[i * cols..(i + 1) * cols];
+                for j in j0..(j0 + TILE).min(cols) {
+                    dst[j * rows + i] = row[j];
+                }
+            }
+        }
+    }
+    dst
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +152,19 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn transpose_moves_every_value() {
+        for (r, c) in [(1, 1), (3, 70), (33, 65), (64, 32)] {
+            let src: Vec<f32> = (0..r * c).map(|i| i as f32).collect();
+            let t = transpose(&src, r, c);
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(t[j * r + i], src[i * c + j], "{r}×{c} at ({i}, {j})");
+                }
+            }
+        }
     }
 
     #[test]
