@@ -70,14 +70,6 @@ pub(crate) fn max(x: &[f32]) -> f32 {
     acc.iter().fold(tail, |m, v| m.max(*v))
 }
 
-/// Rounds to the nearest integer (ties to even) for |v| < 2²², branch-free: adding 1.5 · 2²³
-/// pushes the fraction bits out of an f32.
-#[inline(always)]
-fn round(v: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    (v + MAGIC) - MAGIC
-}
-
 /// eˣ for f32: x = n ln 2 + r with |r| ≤ ln 2 / 2 (Cody–Waite: ln 2 split into a head exact in
 /// a few bits and a tail), eʳ by its Taylor series to degree 7 (truncation < 2e-9 relative),
 /// then scaled by 2ⁿ through the exponent bits. 0 below −87 (where eˣ leaves the normal range),
@@ -86,8 +78,15 @@ fn round(v: f32) -> f32 {
 pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4; // 355/512, exact
     const LN2_LO: f32 = -2.121_944_4e-4; // ln 2 − 355/512
+    // Adding 1.5 · 2²³ rounds to the nearest integer (ties to even) for |v| < 2²²: the
+    // fraction bits fall off the end of the f32.
+    const MAGIC: f32 = 12_582_912.0;
     let xc = x.clamp(-87.0, 88.0);
-    let n = round(xc * std::f32::consts::LOG2_E);
+    // n = round(xc / ln 2); its integer value sits in the low mantissa bits of `shifted`
+    // (read with integer ops, which vectorise, unlike the saturating `f32 as i32`).
+    let shifted = xc * std::f32::consts::LOG2_E + MAGIC;
+    let n = shifted - MAGIC;
+    let ni = shifted.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
@@ -95,7 +94,7 @@ pub(crate) fn exp(x: f32) -> f32 {
                 + r * (1.0 / 6.0
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
     if x < -87.0 {
         0.0
     } else {
