@@ -78,6 +78,7 @@ pub(crate) fn max(x: &[f32]) -> f32 {
 pub(crate) fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4; // 355/512, exact
     const LN2_LO: f32 = -2.121_944_4e-4; // ln 2 − 355/512
+
     // Adding 1.5 · 2²³ rounds to the nearest integer (ties to even) for |v| < 2²²: the
     // fraction bits fall off the end of the f32.
     const MAGIC: f32 = 12_582_912.0;

@@ -113,10 +113,12 @@ pub(crate) fn matmul(
     }
 }
 
-/// The transpose of a row-major `rows × cols` matrix, as a row-major `cols × rows` one
-/// (in square tiles, so both sides stay in cache).
+/// The transpose of a row-major `rows × cols` matrix, as a row-major `cols × rows` one.
+/// Small square tiles, each written as contiguous runs: larger tiles (32) put their
+/// destination rows a power-of-two-ish stride apart, which thrashes L1 sets (3.4× slower
+/// for 1536 × 384 in a measurement here).
 pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    const TILE: usize = 32;
+    const TILE: usize = 8;
     assert_eq!(
         src.len(),
         rows * cols,
@@ -125,11 +127,12 @@ pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     );
     let mut dst = vec![0f32; rows * cols];
     for i0 in (0..rows).step_by(TILE) {
+        let i1 = (i0 + TILE).min(rows);
         for j0 in (0..cols).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(rows) {
-                let row = &src[i * cols..(i + 1) * cols];
-                for j in j0..(j0 + TILE).min(cols) {
-                    dst[j * rows + i] = row[j];
+            for j in j0..(j0 + TILE).min(cols) {
+                let run = &mut dst[j * rows + i0..j * rows + i1];
+                for (k, v) in run.iter_mut().enumerate() {
+                    *v = src[(i0 + k) * cols + j];
                 }
             }
         }
