@@ -79,17 +79,21 @@ impl Linear {
         let bias = self.bias.as_ref().filter(|_| with_bias);
         // The fused op computes only the gradients autograd needs (no dW for a frozen weight).
         let mut ys = if fused::applies(&flat) {
-            fused::linear(&flat, &self.weight, bias)?
-        } else {
-            let ys = flat.matmul(&self.weight.t()?)?;
-            match bias {
-                Some(b) => ys.broadcast_add(b)?,
-                None => ys,
+            match &self.lora {
+                // The adapter inside the same op (see `fused::lora_linear`).
+                Some(l) => fused::lora_linear(&flat, &self.weight, bias, &l.a, &l.b, l.scale)?,
+                None => fused::linear(&flat, &self.weight, bias)?,
             }
+        } else {
+            let mut ys = flat.matmul(&self.weight.t()?)?;
+            if let Some(b) = bias {
+                ys = ys.broadcast_add(b)?;
+            }
+            if let Some(lora) = &self.lora {
+                ys = ys.add(&lora.forward(&flat)?)?;
+            }
+            ys
         };
-        if let Some(lora) = &self.lora {
-            ys = ys.add(&lora.forward(&flat)?)?;
-        }
         if let Some(rec) = recorder {
             ys = rec.linear(self, &flat, ys)?;
         }

@@ -24,7 +24,7 @@ struct LinearOp {
 }
 
 /// (rows, in, out) from the layouts of x `[.., in]` and W `[out, in]`.
-fn dims(lx: &Layout, lw: &Layout) -> candle_core::Result<(usize, usize, usize)> {
+pub(super) fn dims(lx: &Layout, lw: &Layout) -> candle_core::Result<(usize, usize, usize)> {
     let (out_dim, in_dim) = lw.shape().dims2()?;
     let n = lx.shape().elem_count();
     if lx.shape().dims().last() != Some(&in_dim) {
@@ -36,7 +36,7 @@ fn dims(lx: &Layout, lw: &Layout) -> candle_core::Result<(usize, usize, usize)> 
     Ok((n / in_dim.max(1), in_dim, out_dim))
 }
 
-fn out_shape(lx: &Layout, out_dim: usize) -> Shape {
+pub(super) fn out_shape(lx: &Layout, out_dim: usize) -> Shape {
     let mut d = lx.shape().dims().to_vec();
     if let Some(last) = d.last_mut() {
         *last = out_dim;
@@ -45,7 +45,7 @@ fn out_shape(lx: &Layout, out_dim: usize) -> Shape {
 }
 
 /// y = x Wᵀ + b: each output row starts as the bias, then the GEMM accumulates onto it.
-fn forward(
+pub(super) fn forward(
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,

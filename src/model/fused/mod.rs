@@ -7,6 +7,8 @@
 //! - this module: LayerNorm, masked softmax, bias + GELU;
 //! - [`linear`]: y = x Wᵀ + b with the bias as the GEMM's initial value and a backward that
 //!   computes only the gradients autograd tracks (no dW for frozen weights);
+//! - [`lora_linear`]: a linear layer and its LoRA adapter as one op (dx in one buffer, dA/dB from
+//!   the rank-r products);
 //! - [`attention`]: multi-head attention over strided views of q, k, v (no head-split copies),
 //!   probabilities recomputed in the backward;
 //! - [`residual_layer_norm`]: LayerNorm(dropout(y) + residual), the end of every sub-block;
@@ -22,12 +24,14 @@ use rayon::prelude::*;
 
 mod attention;
 mod linear;
+mod lora;
 mod math;
 mod matmul;
 mod residual;
 
 pub use attention::attention;
 pub use linear::linear;
+pub use lora::lora_linear;
 pub(crate) use math::simd;
 pub use residual::residual_layer_norm;
 
