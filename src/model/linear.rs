@@ -72,18 +72,27 @@ impl Linear {
                 found: format!("{dims:?}"),
             });
         }
+        let bias = self.bias.as_ref().filter(|_| with_bias);
+        // The fused ops compute only the gradients autograd needs (no dW for a frozen weight)
+        // and take any number of leading dimensions.
+        let fused = |xs: &Tensor| -> Result<Tensor> {
+            Ok(match &self.lora {
+                // The adapter inside the same op (see `fused::lora_linear`).
+                Some(l) => fused::lora_linear(xs, &self.weight, bias, &l.a, &l.b, l.scale)?,
+                None => fused::linear(xs, &self.weight, bias)?,
+            })
+        };
+        if recorder.is_none() && fused::applies(xs) {
+            // No reshapes around it: each would be one more autograd node whose gradient
+            // candle accumulates into a freshly zeroed activation-sized buffer.
+            return fused(xs);
+        }
         let rows: usize = dims[..dims.len() - 1].iter().product();
         // One 2-D GEMM over all rows: cheaper than a broadcast batched matmul, whose backward
         // would also sum the broadcast weight gradient.
         let flat = xs.reshape((rows, in_dim))?;
-        let bias = self.bias.as_ref().filter(|_| with_bias);
-        // The fused op computes only the gradients autograd needs (no dW for a frozen weight).
         let mut ys = if fused::applies(&flat) {
-            match &self.lora {
-                // The adapter inside the same op (see `fused::lora_linear`).
-                Some(l) => fused::lora_linear(&flat, &self.weight, bias, &l.a, &l.b, l.scale)?,
-                None => fused::linear(&flat, &self.weight, bias)?,
-            }
+            fused(&flat)?
         } else {
             let mut ys = flat.matmul(&self.weight.t()?)?;
             if let Some(b) = bias {
