@@ -12,10 +12,10 @@ use crate::error::{Error, Result};
 use crate::model::config::{Arch, EncoderConfig};
 use crate::model::linear::Linear;
 use crate::model::mode::Mode;
-use crate::model::ops;
 use crate::model::params::Params;
 use crate::model::record::Recorder;
 use crate::model::Inputs;
+use crate::model::{fused, ops};
 
 /// A LayerNorm's γ and β (`{name}.weight`, `{name}.bias`).
 #[derive(Debug, Clone)]
@@ -286,7 +286,18 @@ impl Layer {
     ) -> Result<Tensor> {
         let attn = self.attention.forward_queries(xs, xq, mask, mode)?;
         let rec = mode.recorder();
-        let inter = match &self.intermediate.bias {
+        let dense = &self.intermediate;
+        let inter = match &dense.bias {
+            // One op for the layer and its activation (see `fused::linear_gelu`) where nothing
+            // needs the pre-activation: no recorder, no adapter on this layer.
+            Some(b)
+                if self.act == "gelu"
+                    && rec.is_none()
+                    && dense.lora.is_none()
+                    && fused::applies(&attn) =>
+            {
+                fused::linear_gelu(&attn, &dense.weight, b)?
+            }
             Some(b) => ops::bias_activation(
                 &self
                     .intermediate

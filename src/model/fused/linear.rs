@@ -17,10 +17,10 @@ use super::slice;
 /// Which gradients the backward computes (decided when the op is built, from which inputs
 /// autograd tracks).
 #[derive(Clone, Copy)]
-struct LinearOp {
-    dx: bool,
-    dw: bool,
-    db: bool,
+pub(super) struct LinearOp {
+    pub(super) dx: bool,
+    pub(super) dw: bool,
+    pub(super) db: bool,
 }
 
 /// (rows, in, out) from the layouts of x `[.., in]` and W `[out, in]`.
@@ -172,6 +172,16 @@ impl LinearOp {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let flat = x.apply_op3_no_bwd(w, &grad, &LinearBwdOp(*self))?;
+        self.split(&flat, x, w)
+    }
+
+    /// (dx, dW, db) out of the flat `[dx | dW | db]` a backward kernel wrote (the parts wanted).
+    pub(super) fn split(
+        &self,
+        flat: &Tensor,
+        x: &Tensor,
+        w: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let mut off = 0;
         let mut take = |on: bool, shape: &Shape| -> candle_core::Result<Option<Tensor>> {
             if !on {
@@ -218,33 +228,47 @@ impl CustomOp3 for LinearBwdOp {
                 rows * o
             );
         }
-        let want = self.0;
-        let n = want.dx as usize * rows * i + want.dw as usize * o * i + want.db as usize * o;
-        let mut out = vec![0f32; n];
-        let mut rest = out.as_mut_slice();
-        let gv = View::rows(g, rows, o);
-        if want.dx {
-            // dx = g W: [rows, out] · [out, in].
-            let (dx, r) = rest.split_at_mut(rows * i);
-            matmul(dx, i, false, gv, View::rows(w, o, i), threads(false));
-            rest = r;
-        }
-        if want.dw {
-            // dW = gᵀ x: [out, rows] · [rows, in], in W's own [out, in] layout.
-            let (dw, r) = rest.split_at_mut(o * i);
-            matmul(dw, i, false, gv.t(), View::rows(x, rows, i), threads(false));
-            rest = r;
-        }
-        if want.db {
-            // db = column sums of g.
-            for row in g.chunks(o) {
-                for (d, v) in rest.iter_mut().zip(row) {
-                    *d += v;
-                }
-            }
-        }
+        let out = grads(self.0, x, w, g, rows, i, o);
+        let n = out.len();
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
+}
+
+/// `[dx | dW | db]` (the parts `want` asks for) of y = x Wᵀ + b from the output gradient g.
+pub(super) fn grads(
+    want: LinearOp,
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    rows: usize,
+    i: usize,
+    o: usize,
+) -> Vec<f32> {
+    let n = want.dx as usize * rows * i + want.dw as usize * o * i + want.db as usize * o;
+    let mut out = vec![0f32; n];
+    let mut rest = out.as_mut_slice();
+    let gv = View::rows(g, rows, o);
+    if want.dx {
+        // dx = g W: [rows, out] · [out, in].
+        let (dx, r) = rest.split_at_mut(rows * i);
+        matmul(dx, i, false, gv, View::rows(w, o, i), threads(false));
+        rest = r;
+    }
+    if want.dw {
+        // dW = gᵀ x: [out, rows] · [rows, in], in W's own [out, in] layout.
+        let (dw, r) = rest.split_at_mut(o * i);
+        matmul(dw, i, false, gv.t(), View::rows(x, rows, i), threads(false));
+        rest = r;
+    }
+    if want.db {
+        // db = column sums of g.
+        for row in g.chunks(o) {
+            for (d, v) in rest.iter_mut().zip(row) {
+                *d += v;
+            }
+        }
+    }
+    out
 }
 
 /// x Wᵀ (+ b) over the last dimension of `xs`. Shapes: `xs` `[.., in]`, `weight` `[out, in]`,

@@ -7,6 +7,8 @@
 //! - this module: LayerNorm, masked softmax, bias + GELU;
 //! - [`linear`]: y = x Wᵀ + b with the bias as the GEMM's initial value and a backward that
 //!   computes only the gradients autograd tracks (no dW for frozen weights);
+//! - [`linear_gelu`]: the FFN's first layer and its GELU as one op (the pre-activation kept
+//!   inside, never an autograd node);
 //! - [`lora_linear`]: a linear layer and its LoRA adapter as one op (dx in one buffer, dA/dB from
 //!   the rank-r products);
 //! - [`attention`]: multi-head attention over strided views of q, k, v (no head-split copies),
@@ -23,6 +25,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 mod attention;
+mod ffn;
 mod linear;
 mod lora;
 mod math;
@@ -30,6 +33,7 @@ mod matmul;
 mod residual;
 
 pub use attention::attention;
+pub use ffn::linear_gelu;
 pub use linear::linear;
 pub use lora::lora_linear;
 pub(crate) use math::simd;
