@@ -17,6 +17,7 @@
 //!
 //! Deviation: none in the numbers; the folds run one after another (scikit-learn's `n_jobs=None`).
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -202,6 +203,46 @@ impl LogRegCvParams {
         }
     }
 
+    /// One fold's C path: (test accuracy per C, iterations per C, the fitted models).
+    fn fit_fold(
+        &self,
+        x: &[f64],
+        d: usize,
+        y: &[usize],
+        n_classes: usize,
+        test_folds: &[usize],
+        fold: usize,
+    ) -> Result<(Vec<f64>, Vec<usize>, Vec<LogReg>)> {
+        let (mut xtr, mut ytr, mut xte, mut yte) = (vec![], vec![], vec![], vec![]);
+        for (i, &f) in test_folds.iter().enumerate() {
+            let row = &x[i * d..(i + 1) * d];
+            if f == fold {
+                xte.extend_from_slice(row);
+                yte.push(y[i]);
+            } else {
+                xtr.extend_from_slice(row);
+                ytr.push(y[i]);
+            }
+        }
+        let train = Problem::new(&xtr, ytr.len(), d, &ytr, n_classes, false)?;
+        let nc = self.cs.len();
+        let (mut scores, mut n_iter, mut path) = (
+            Vec::with_capacity(nc),
+            Vec::with_capacity(nc),
+            Vec::with_capacity(nc),
+        );
+        let mut w0: Option<Vec<f64>> = None;
+        for &c in &self.cs {
+            let params = self.params(c);
+            let (model, w) = params.fit_problem(&train, w0.take(), &mut |_| {});
+            w0 = Some(w);
+            scores.push(model.accuracy(&xte, yte.len(), &yte)?);
+            n_iter.push(model.n_iter);
+            path.push(model);
+        }
+        Ok((scores, n_iter, path))
+    }
+
     /// Cross-validates C on `x` (`[n, d]` row-major) and `y` (`< n_classes`, every class present),
     /// then refits on all data (scikit-learn `LogisticRegressionCV(...).fit(x, y)`).
     ///
@@ -220,33 +261,19 @@ impl LogRegCvParams {
         let all = Problem::new(x, n, d, y, n_classes, true)?;
         let test_folds = stratified_test_folds(y, self.folds)?;
         let nc = self.cs.len();
-        let mut scores = vec![vec![0.0; nc]; self.folds];
-        let mut n_iter = vec![vec![0usize; nc]; self.folds];
+        // The folds are independent (each warm-starts only along its own C path), so they run
+        // in parallel; every fold's numbers are the same as fitted one after another.
+        let per_fold: Vec<(Vec<f64>, Vec<usize>, Vec<LogReg>)> = (0..self.folds)
+            .into_par_iter()
+            .map(|fold| self.fit_fold(x, d, y, n_classes, &test_folds, fold))
+            .collect::<Result<_>>()?;
+        let mut scores = Vec::with_capacity(self.folds);
+        let mut n_iter = Vec::with_capacity(self.folds);
         // [fold][c]: the fitted models, kept for the refit's starting point.
         let mut paths: Vec<Vec<LogReg>> = Vec::with_capacity(self.folds);
-        for fold in 0..self.folds {
-            let (mut xtr, mut ytr, mut xte, mut yte) = (vec![], vec![], vec![], vec![]);
-            for (i, &f) in test_folds.iter().enumerate() {
-                let row = &x[i * d..(i + 1) * d];
-                if f == fold {
-                    xte.extend_from_slice(row);
-                    yte.push(y[i]);
-                } else {
-                    xtr.extend_from_slice(row);
-                    ytr.push(y[i]);
-                }
-            }
-            let train = Problem::new(&xtr, ytr.len(), d, &ytr, n_classes, false)?;
-            let mut path = Vec::with_capacity(nc);
-            let mut w0: Option<Vec<f64>> = None;
-            for (ci, &c) in self.cs.iter().enumerate() {
-                let params = self.params(c);
-                let (model, w) = params.fit_problem(&train, w0.take(), &mut |_| {});
-                w0 = Some(w);
-                scores[fold][ci] = model.accuracy(&xte, yte.len(), &yte)?;
-                n_iter[fold][ci] = model.n_iter;
-                path.push(model);
-            }
+        for (s, it, path) in per_fold {
+            scores.push(s);
+            n_iter.push(it);
             paths.push(path);
         }
         // Sum in fold order, like numpy's reduction over the fold axis; ties keep the first C.
