@@ -142,7 +142,7 @@ impl CustomOp3 for LinearGeluBwd<'_> {
 }
 
 /// gelu_erf(x Wᵀ + b) over the last dimension of `xs` (shapes: `xs` `[.., in]`, `weight`
-/// `[out, in]`, `bias` `[out]` → `[.., out]`); gradients as for [`super::linear`].
+/// `[out, in]`, `bias` `[out]` → `[.., out]`); gradients as for [`super::linear()`].
 pub fn linear_gelu(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     let xs = xs.contiguous()?;
     let weight = weight.contiguous()?;

@@ -232,7 +232,7 @@ impl CustomOp3 for LoraLinearBwd {
 
 /// x Wᵀ + b + scale·(x Aᵀ) Bᵀ over the last dimension of `xs` (shapes: `xs` `[.., in]`, `weight`
 /// `[out, in]`, `bias` `[out]`, `a` `[r, in]`, `b_up` `[out, r]`). Gradients as for
-/// [`super::linear`], plus dA and dB (and db) when the adapter is tracked.
+/// [`super::linear()`], plus dA and dB (and db) when the adapter is tracked.
 pub fn lora_linear(
     xs: &Tensor,
     weight: &Tensor,

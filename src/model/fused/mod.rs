@@ -5,13 +5,13 @@
 //! accumulator. These kernels do one pass per row block (rayon) and their backward is one more:
 //!
 //! - this module: LayerNorm, masked softmax, bias + GELU;
-//! - [`linear`]: y = x Wᵀ + b with the bias as the GEMM's initial value and a backward that
+//! - [`linear()`]: y = x Wᵀ + b with the bias as the GEMM's initial value and a backward that
 //!   computes only the gradients autograd tracks (no dW for frozen weights);
 //! - [`linear_gelu`]: the FFN's first layer and its GELU as one op (the pre-activation kept
 //!   inside, never an autograd node);
 //! - [`lora_linear`]: a linear layer and its LoRA adapter as one op (dx in one buffer, dA/dB from
 //!   the rank-r products);
-//! - [`attention`]: multi-head attention over strided views of q, k, v (no head-split copies),
+//! - [`attention()`]: multi-head attention over strided views of q, k, v (no head-split copies),
 //!   probabilities recomputed in the backward;
 //! - [`residual_layer_norm`]: LayerNorm(dropout(y) + residual), the end of every sub-block;
 //! - `math`: vectorised `exp`/`erf` and the runtime dispatch to AVX-512/AVX2 (`simd`);
