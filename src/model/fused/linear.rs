@@ -169,21 +169,33 @@ impl LinearOp {
         x: &Tensor,
         w: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let mut off = 0;
-        let mut take = |on: bool, shape: &Shape| -> candle_core::Result<Option<Tensor>> {
-            if !on {
-                return Ok(None);
-            }
-            let n = shape.elem_count();
-            let t = flat.narrow(0, off, n)?.reshape(shape)?;
-            off += n;
-            Ok(Some(t))
-        };
-        let dx = take(self.dx, x.shape())?;
-        let dw = take(self.dw, w.shape())?;
-        let db = take(self.db, &Shape::from(w.dims()[0]))?;
-        Ok((dx, dw, db))
+        let out = Shape::from(w.dims()[0]);
+        split3(
+            flat,
+            [(self.dx, x.shape()), (self.dw, w.shape()), (self.db, &out)],
+        )
     }
+}
+
+/// Three gradients out of the flat buffer a backward kernel wrote them into, one after another:
+/// each part that is on takes the next `shape.elem_count()` values, reshaped; a part that is
+/// off takes nothing and is `None`.
+pub(super) fn split3(
+    flat: &Tensor,
+    parts: [(bool, &Shape); 3],
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    let mut off = 0;
+    let mut take = |(on, shape): (bool, &Shape)| -> candle_core::Result<Option<Tensor>> {
+        if !on {
+            return Ok(None);
+        }
+        let n = shape.elem_count();
+        let t = flat.narrow(0, off, n)?.reshape(shape)?;
+        off += n;
+        Ok(Some(t))
+    };
+    let [a, b, c] = parts;
+    Ok((take(a)?, take(b)?, take(c)?))
 }
 
 /// The backward kernel over (x, W, g): one flat output `[dx | dW | db]` holding the parts the

@@ -12,7 +12,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::linear::{dims, forward, out_shape};
+use super::linear::{dims, forward, out_shape, split3};
 use super::matmul::{matmul, threads, View};
 use super::slice;
 
@@ -112,20 +112,14 @@ impl CustomOp3 for LoraLinearOp {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let flat = x.apply_op3_no_bwd(w, p, &LoraLinearBwd { op: *self, grad })?;
-        let mut off = 0;
-        let mut take = |on: bool, shape: &Shape| -> candle_core::Result<Option<Tensor>> {
-            if !on {
-                return Ok(None);
-            }
-            let n = shape.elem_count();
-            let t = flat.narrow(0, off, n)?.reshape(shape)?;
-            off += n;
-            Ok(Some(t))
-        };
-        let dx = take(self.dx, x.shape())?;
-        let dw = take(self.dw, w.shape())?;
-        let dp = take(self.dp, p.shape())?;
-        Ok((dx, dw, dp))
+        split3(
+            &flat,
+            [
+                (self.dx, x.shape()),
+                (self.dw, w.shape()),
+                (self.dp, p.shape()),
+            ],
+        )
     }
 }
 
