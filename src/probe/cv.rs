@@ -15,7 +15,8 @@
 //!   (`coef_init = np.mean(coefs_paths[..., best_index, :], axis=folds)`); for two classes under
 //!   [`SklearnCompat::V1_0`] the mean of the class-1 rows `w`, started at `[−w; w]`.
 //!
-//! Deviation: none in the numbers; the folds run one after another (scikit-learn's `n_jobs=None`).
+//! Deviation: none in the numbers. The folds are fitted in parallel (as scikit-learn's `n_jobs`
+//! does); each depends only on its own C path, so the results are those of fitting them in turn.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
