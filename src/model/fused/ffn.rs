@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::linear::{dims, forward, grads, out_shape, LinearOp};
+use super::linear::{bias, dims, forward, grads, out_shape, LinearOp};
 use super::{gelu, gelu_grad, math, slice, ROWS_PER_TASK};
 
 struct LinearGeluOp {
@@ -36,13 +36,7 @@ impl CustomOp3 for LinearGeluOp {
         lb: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (rows, i, o) = dims(lx, lw)?;
-        let b = slice(sb, lb, "linear-gelu bias")?;
-        if b.len() != o {
-            candle_core::bail!(
-                "linear-gelu: bias has {} values, the weight {o} outputs",
-                b.len()
-            );
-        }
+        let b = bias(sb, lb, o, "linear-gelu")?;
         let x = slice(sx, lx, "linear-gelu input")?;
         let h = forward(x, slice(sw, lw, "linear-gelu weight")?, Some(b), rows, i, o);
         let mut y = vec![0f32; h.len()];

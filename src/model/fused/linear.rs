@@ -44,6 +44,23 @@ pub(super) fn out_shape(lx: &Layout, out_dim: usize) -> Shape {
     Shape::from(d)
 }
 
+/// The bias values, checked to match the weight's `out` outputs (`what` names the op).
+pub(super) fn bias<'a>(
+    sb: &'a CpuStorage,
+    lb: &Layout,
+    out: usize,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let b = slice(sb, lb, what)?;
+    if b.len() != out {
+        candle_core::bail!(
+            "{what}: bias has {} values, the weight {out} outputs",
+            b.len()
+        );
+    }
+    Ok(b)
+}
+
 /// y = x Wᵀ + b: each output row starts as the bias, then the GEMM accumulates onto it.
 pub(super) fn forward(
     x: &[f32],
@@ -119,13 +136,7 @@ impl CustomOp3 for LinearOp {
         lb: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (rows, i, o) = dims(lx, lw)?;
-        let b = slice(sb, lb, "linear bias")?;
-        if b.len() != o {
-            candle_core::bail!(
-                "linear: bias has {} values, the weight {o} outputs",
-                b.len()
-            );
-        }
+        let b = bias(sb, lb, o, "linear")?;
         let y = forward(
             slice(sx, lx, "linear input")?,
             slice(sw, lw, "linear weight")?,
