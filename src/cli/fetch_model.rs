@@ -4,7 +4,9 @@ use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct FetchModelArgs {
-    /// `minilm` (default), `mpnet`, a local directory or a hub id `owner/name[@revision]`.
+    /// `minilm` (default), `mpnet`, a local directory, or a Hub id `owner/name[@revision]` or
+    /// `name[@revision]` (e.g. `roberta-base`) from the Hugging Face cache, downloaded if missing
+    /// (not with HF_HUB_OFFLINE=1).
     #[arg(default_value = "minilm")]
     pub name: String,
 }

@@ -29,7 +29,8 @@ pub struct LpPathArgs {
     /// Keep only the first K training examples.
     #[arg(long)]
     pub max_train_samples: Option<usize>,
-    /// Data directory (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
+    /// Data directory searched first for a built-in task; then $LPFT_DATA_DIR, ./data,
+    /// $LPFT_HOME/data (`lpft fetch-data`) and lpft's embedded copy (CB).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Output JSON (one record per iteration).

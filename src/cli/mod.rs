@@ -8,6 +8,7 @@ mod data;
 mod demo;
 mod eval;
 mod features;
+mod fetch_data;
 mod fetch_model;
 mod inspect;
 mod lp_path;
@@ -51,6 +52,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Download (or find in the cache) a model and print its local directory.
     FetchModel(fetch_model::FetchModelArgs),
+    /// Install built-in tasks' data from their pinned public sources into $LPFT_HOME/data.
+    FetchData(fetch_data::FetchDataArgs),
     /// Print a model's architecture, size and vocabulary.
     Inspect(inspect::InspectArgs),
     /// Print a task's split sizes and label counts.
@@ -109,6 +112,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Demo(a) => demo::run(a),
         Command::FetchModel(a) => fetch_model::run(a),
+        Command::FetchData(a) => fetch_data::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Data(a) => data::run(a),
         Command::Features(a) => features::run(a),

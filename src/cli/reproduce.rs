@@ -36,7 +36,8 @@ pub struct ReproduceArgs {
     /// Override the model.
     #[arg(long, short = 'm')]
     pub model: Option<String>,
-    /// Data directory (default: the experiment's, else $LPFT_DATA_DIR, ./data, ../shared/data).
+    /// Data directory searched first (default: the experiment's); then $LPFT_DATA_DIR, ./data,
+    /// $LPFT_HOME/data and lpft's embedded copy (CB).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Only list the cells and what each still needs.

@@ -84,7 +84,8 @@ pub struct TrainArgs {
     /// Examples per forward pass when evaluating (default 32).
     #[arg(long)]
     pub eval_batch_size: Option<usize>,
-    /// Data directory (default: $LPFT_DATA_DIR, else ./data, else ../shared/data).
+    /// Data directory searched first for a built-in task; then $LPFT_DATA_DIR, ./data,
+    /// $LPFT_HOME/data (`lpft fetch-data`) and lpft's embedded copy (CB).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Your own training file (CSV/TSV with header, JSONL, text) instead of a built-in task;

@@ -170,6 +170,12 @@ pub fn read_file(spec: &FileSpec, labels: &mut LabelMap) -> Result<Vec<Example>>
 /// [`Error::MissingData`] if the file does not exist, [`Error::Io`] on other I/O errors,
 /// [`Error::Parse`] (with the line) on invalid UTF-8.
 pub(crate) fn read_utf8(path: &Path) -> Result<String> {
+    if super::embedded::is_embedded(path) {
+        let bytes = super::embedded::read(path).ok_or_else(|| Error::MissingData {
+            path: path.to_path_buf(),
+        })?;
+        return decode_utf8(path, bytes.to_vec());
+    }
     let bytes = std::fs::read(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::MissingData {
@@ -179,6 +185,11 @@ pub(crate) fn read_utf8(path: &Path) -> Result<String> {
             Error::io(path, e)
         }
     })?;
+    decode_utf8(path, bytes)
+}
+
+/// `bytes` as UTF-8 without a leading byte-order mark; invalid UTF-8 is an error naming its line.
+fn decode_utf8(path: &Path, bytes: Vec<u8>) -> Result<String> {
     let mut text = String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..valid]

@@ -12,13 +12,15 @@
 
 pub mod batch;
 pub mod custom;
+pub mod embedded;
+pub mod fetch;
 pub mod formats;
+pub mod locate;
 pub mod split;
 pub mod tasks;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +29,7 @@ use crate::error::Error;
 
 pub use custom::{load_file_task, FileTask};
 pub use formats::{read_file, FileFormat, FileSpec};
+pub use locate::{find_task, DataSearch, Located};
 pub use split::{split_train_validation, truncate_train, validation_size};
 pub use tasks::{load_task, load_unlabelled, task_names, Task};
 
@@ -264,20 +267,6 @@ impl LabelMap {
     }
 }
 
-/// Default data directory: `$LPFT_DATA_DIR` if set and not empty, else `./data` if it is a
-/// directory, else `../shared/data` (the shared layout of the development machines).
-pub fn default_data_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("LPFT_DATA_DIR").filter(|d| !d.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let local = PathBuf::from("data");
-    if local.is_dir() {
-        local
-    } else {
-        PathBuf::from("../shared/data")
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod test_util {
     //! Temp directories and the real-data location for the data tests.
@@ -306,21 +295,24 @@ pub(crate) mod test_util {
         path
     }
 
-    /// The shared real-data directory, or `None` (with a printed note) if it is absent.
-    pub fn real_data_dir() -> Option<PathBuf> {
-        let candidates = [
-            std::env::var_os("LPFT_DATA_DIR").map(PathBuf::from),
-            Some(PathBuf::from("/work/shared/data")),
-            Some(PathBuf::from("../shared/data")),
-        ];
-        let found = candidates
-            .into_iter()
-            .flatten()
-            .find(|d| d.join("superglue").is_dir());
-        if found.is_none() {
-            println!("note: real data directory not found; skipping real-data test");
-        }
-        found
+    /// Why the whole-dataset tests are `#[ignore]`d, shown by `cargo test` beside each of them.
+    pub const REAL_DATA: &str =
+        "needs the real datasets: LPFT_REAL_DATA=DIR cargo test -- --ignored real_data";
+
+    /// The real-data directory named by `$LPFT_REAL_DATA`. These tests run only when asked for
+    /// (`--ignored`), and then the directory must be there: a missing one fails the test rather
+    /// than passing it by returning early.
+    pub fn real_data_dir() -> PathBuf {
+        let dir = std::env::var_os("LPFT_REAL_DATA")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| panic!("{REAL_DATA}: LPFT_REAL_DATA is not set"));
+        assert!(
+            dir.join("superglue").is_dir(),
+            "LPFT_REAL_DATA={} has no superglue/ directory",
+            dir.display()
+        );
+        dir
     }
 }
 

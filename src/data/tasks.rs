@@ -1,7 +1,7 @@
 //! The built-in tasks of the paper (spec §4 table): their files, inputs, label names and metric.
 //!
 //! Each task reads its original distribution under a data directory laid out like
-//! `shared/data` (see the shared README):
+//! the layout of the datasets' original distributions (which `lpft fetch-data` installs):
 //!
 //! | task | files | text A, text B | labels (id order) |
 //! |---|---|---|---|
@@ -379,7 +379,8 @@ pub fn task_names() -> &'static [&'static str] {
     &TASK_NAMES
 }
 
-/// Loads a built-in task by name from `data_dir` (a directory laid out like `shared/data`).
+/// Loads a built-in task by name from exactly `data_dir` (laid out as [`Task::layouts`] says;
+/// [`super::find_task`] searches the standard places instead).
 ///
 /// Applies the paper's split protocol (spec §4): the original train split gives train (first
 /// n − ⌈0.1·n⌉ rows, then the first `opts.max_train_samples`) and validation (last ⌈0.1·n⌉ rows);
@@ -388,7 +389,7 @@ pub fn task_names() -> &'static [&'static str] {
 ///
 /// # Errors
 /// [`Error::UnknownTask`]; [`Error::MissingData`] naming the first missing file (e.g. BoolQ and
-/// WSC are not in `shared/data`); and any read error of the files ([`Error::Parse`],
+/// WSC have no pinned source); and any read error of the files ([`Error::Parse`],
 /// [`Error::MissingField`], [`Error::UnknownLabel`], [`Error::JsonLine`], [`Error::EmptyData`],
 /// [`Error::Io`], ...), each naming file and line.
 pub fn load_task(name: &str, data_dir: &Path, opts: &LoadOptions) -> Result<TaskData> {
@@ -406,6 +407,49 @@ pub fn load_task(name: &str, data_dir: &Path, opts: &LoadOptions) -> Result<Task
 pub fn load_unlabelled(name: &str, data_dir: &Path) -> Result<Vec<Example>> {
     name.parse::<Task>()?.load_unlabelled(data_dir)
 }
+
+impl Task {
+    /// The files a labelled load of the task reads, relative to a data directory: one list per
+    /// layout the task can be read from (WiC: its SuperGLUE jsonl, else the original text files).
+    /// A data directory holds the task when it holds every file of one layout.
+    pub fn layouts(self) -> Vec<Vec<PathBuf>> {
+        let none = Path::new("");
+        let parts = |f: &dyn Fn(Part) -> Vec<PathBuf>| -> Vec<PathBuf> {
+            [Part::Train, Part::Dev].into_iter().flat_map(f).collect()
+        };
+        match self {
+            Task::Cb | Task::Rte | Task::BoolQ | Task::Wsc => {
+                vec![parts(&|p| vec![superglue(none, self, p)])]
+            }
+            Task::Wic => vec![
+                parts(&|p| vec![superglue(none, self, p)]),
+                parts(&|p| {
+                    let split = if p == Part::Train { "train" } else { "dev" };
+                    let dir = none.join("wic").join(split);
+                    vec![
+                        dir.join(format!("{split}.data.txt")),
+                        dir.join(format!("{split}.gold.txt")),
+                    ]
+                }),
+            ],
+            Task::Sst2 => vec![parts(&|p| vec![glue(none, "SST-2", p)])],
+            Task::Mrpc => vec![parts(&|p| vec![glue(none, "MRPC", p)])],
+            Task::Cola => vec![parts(&|p| vec![glue(none, "CoLA", p)])],
+            Task::GlueRte => vec![parts(&|p| vec![glue(none, "RTE", p)])],
+            Task::Sst5 | Task::Sst5To3 => vec![vec![
+                none.join("sst5").join("train.jsonl"),
+                none.join("sst5").join("dev.jsonl"),
+            ]],
+            Task::DynaSent => vec![DYNASENT_FILES
+                .iter()
+                .map(|f| none.join("dynasent").join(f))
+                .collect()],
+        }
+    }
+}
+
+/// DynaSent v1.1's dev rounds 1 and 2, the OOD test set.
+const DYNASENT_FILES: [&str; 2] = ["round01-yelp-dev.jsonl", "round02-dynabench-dev.jsonl"];
 
 /// `superglue/<Task>/{train,val,test}.jsonl`.
 fn superglue(dir: &Path, task: Task, part: Part) -> PathBuf {
@@ -530,7 +574,7 @@ fn read_wic_original(dir: &Path, part: Part, labels: &mut LabelMap) -> Result<Ve
 /// (no majority label) are skipped.
 fn read_dynasent(dir: &Path, labels: &mut LabelMap) -> Result<Vec<Example>> {
     let mut out = Vec::new();
-    for file in ["round01-yelp-dev.jsonl", "round02-dynabench-dev.jsonl"] {
+    for file in DYNASENT_FILES {
         let path = dir.join("dynasent").join(file);
         let raws = collect(&path, Source::Jsonl, |rec| {
             let Some(label) = rec.label(Col::Name("gold_label"))? else {
@@ -824,12 +868,111 @@ mod tests {
         ));
     }
 
-    /// The real files in `shared/data` give the split sizes of spec §4.
+    /// Excerpts of the real distribution files (`tests/fixtures/data`: the first rows and the
+    /// last row of each, bytes unchanged) read as each format, odd cases included: MRPC's BOM and
+    /// unquoted `"` in TSV fields, CoLA's headerless rows with an empty column, files without a
+    /// final newline (CB/RTE test, CoLA dev), SST-2's trailing spaces, SST-5's string labels,
+    /// WiC's separate gold files, DynaSent's nested objects.
     #[test]
-    fn real_data_split_sizes() {
-        let Some(dir) = real_data_dir() else {
-            return;
+    fn excerpts_of_the_real_files_read_as_each_format() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data");
+        let expected: &[(&str, [usize; 3])] = &[
+            ("rte", [6, 1, 4]),
+            ("sst2", [5, 1, 4]),
+            ("mrpc", [5, 1, 4]),
+            ("cola", [6, 1, 4]),
+            ("wic", [6, 1, 4]),
+            ("sst5", [6, 1, 4]),
+            ("sst5-3", [6, 1, 4]),
+            ("dynasent", [0, 0, 7]),
+        ];
+        for &(name, want) in expected {
+            assert_eq!(sizes(&load(name, &dir)), want, "{name}");
+        }
+        let names = |d: &TaskData, s: Split| -> Vec<String> {
+            d.split(s)
+                .iter()
+                .map(|e| d.labels[e.label.unwrap()].clone())
+                .collect()
         };
+
+        let rte = load("rte", &dir);
+        assert!(rte.train[0]
+            .text_a
+            .starts_with("No Weapons of Mass Destruction"));
+        assert_eq!(
+            rte.train[0].text_b.as_deref(),
+            Some("Weapons of Mass Destruction Found in Iraq.")
+        );
+        assert_eq!(
+            names(&rte, Split::Train)[..2],
+            ["not_entailment", "entailment"]
+        );
+        let unlabelled = load_unlabelled("rte", &dir).unwrap();
+        assert_eq!(unlabelled.len(), 3);
+        assert!(unlabelled.iter().all(|e| e.label.is_none()));
+
+        let mrpc = load("mrpc", &dir);
+        assert!(mrpc.train[0]
+            .text_a
+            .starts_with("Amrozi accused his brother , whom he called \" the witness \""));
+        assert_eq!(
+            names(&mrpc, Split::Train)[..2],
+            ["equivalent", "not_equivalent"]
+        );
+        assert_eq!(load_unlabelled("mrpc", &dir).unwrap().len(), 3);
+
+        let cola = load("cola", &dir);
+        assert_eq!(
+            cola.train[0].text_a,
+            "Our friends won't buy this analysis, let alone the next one we propose."
+        );
+        assert_eq!(cola.test[3].text_a, "John talked to Bill about himself.");
+        assert_eq!(cola.metric, TaskMetric::Mcc);
+
+        let sst2 = load("sst2", &dir);
+        assert_eq!(
+            sst2.test[0].text_a,
+            "it 's a charming and often affecting journey . "
+        );
+        assert_eq!(names(&sst2, Split::Test)[..2], ["positive", "negative"]);
+
+        let wic = load("wic", &dir);
+        assert_eq!(
+            wic.train[0].text_a,
+            "You must carry your camping gear . Sound carries well over water . \
+             Does carry have the same meaning in both sentences?"
+        );
+        assert_eq!(
+            names(&wic, Split::Train)[..4],
+            ["False", "False", "False", "True"]
+        );
+        assert_eq!(load_unlabelled("wic", &dir).unwrap().len(), 3);
+
+        let sst5 = load("sst5", &dir);
+        assert_eq!(
+            names(&sst5, Split::Train)[..2],
+            ["very_positive", "negative"]
+        );
+        let sst5_3 = load("sst5-3", &dir);
+        assert_eq!(
+            names(&sst5_3, Split::Train)[..4],
+            ["positive", "negative", "negative", "neutral"]
+        );
+
+        let dyna = load("dynasent", &dir);
+        assert_eq!(
+            names(&dyna, Split::Test),
+            ["positive", "neutral", "positive", "positive", "neutral", "negative", "negative"]
+        );
+        assert_eq!(dyna.test[2].text_a, "Brewery nachos were good.");
+    }
+
+    /// The real distribution files give the split sizes of the paper's protocol.
+    #[test]
+    #[ignore = "needs the real datasets: LPFT_REAL_DATA=DIR cargo test -- --ignored real_data"]
+    fn real_data_split_sizes() {
+        let dir = real_data_dir();
         // MRPC: this train.tsv has 3,667 rows (HF has 3,668), so 3,300 / 367, not 3,301 / 367.
         let expected: &[(&str, [usize; 3])] = &[
             ("cb", [225, 25, 56]),
@@ -861,10 +1004,9 @@ mod tests {
     }
 
     #[test]
+    #[ignore = "needs the real datasets: LPFT_REAL_DATA=DIR cargo test -- --ignored real_data"]
     fn real_data_contents() {
-        let Some(dir) = real_data_dir() else {
-            return;
-        };
+        let dir = real_data_dir();
         let cb = load("cb", &dir);
         assert_eq!(
             cb.train[0].text_b.as_deref(),

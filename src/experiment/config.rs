@@ -27,7 +27,8 @@ pub struct ExperimentConfig {
     /// Model spec (`minilm`, `mpnet`, a directory, a hub id).
     #[serde(default = "default_model")]
     pub model: String,
-    /// Data directory (`None`: `$LPFT_DATA_DIR`, else `./data`, else `../shared/data`).
+    /// Data directory searched first for built-in tasks; then `$LPFT_DATA_DIR`, `./data`,
+    /// `$LPFT_HOME/data` and the embedded copy ([`crate::data::locate`]).
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
     /// Built-in task names.

@@ -240,11 +240,10 @@ pub struct OodResult {
 
 fn evaluate_ood(exp: &ExperimentConfig, cell: &Cell, set: &OodSet) -> Result<()> {
     let trained = load_run(&cell.dir)?;
-    let dir = exp.data_dir.clone().unwrap_or_else(data::default_data_dir);
     let labels = &trained.metrics.labels;
     let (examples, source) = match (&set.task, &set.file) {
         (Some(task), _) => {
-            let t = data::load_task(task, &dir, &LoadOptions::default())?;
+            let (t, _) = data::find_task(task, exp.data_dir.as_deref(), &LoadOptions::default())?;
             if &t.labels != labels {
                 return Err(Error::InvalidArgument {
                     field: format!("ood.{}", set.name),

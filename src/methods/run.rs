@@ -139,8 +139,7 @@ pub fn load_task(cfg: &RunConfig) -> Result<TaskData> {
     if let Some(files) = &cfg.files {
         return data::load_file_task(&cfg.task, files, &opts);
     }
-    let dir = cfg.data_dir.clone().unwrap_or_else(data::default_data_dir);
-    data::load_task(&cfg.task, &dir, &opts)
+    data::find_task(&cfg.task, cfg.data_dir.as_deref(), &opts).map(|(task, _)| task)
 }
 
 fn prepare_dir(dir: &Path, opts: &RunOptions) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::util::{self, fixtures, shared_data};
+use crate::util::{self, fixtures};
 
 use crate::util::{lpft, lpft_ok as ok};
 
@@ -53,20 +53,19 @@ fn inspect_reports_the_architecture() {
 
 #[test]
 fn data_prints_the_paper_split_sizes_for_cb() {
-    let data = shared_data();
-    if !data.join("superglue/CB").exists() {
-        panic!("../shared/data is required for this test (CI lays it beside the repo)");
-    }
-    let out = ok(&[
-        "data",
-        "--task",
-        "cb",
-        "--data-dir",
-        &data.display().to_string(),
-    ]);
+    // Nothing configured: the embedded CB (the SuperGLUE distribution files).
+    let env = util::Env::new("data_cb");
+    let out = env
+        .command(&[])
+        .args(["data", "--task", "cb"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let out = String::from_utf8_lossy(&out.stdout).to_string();
     let sizes: Vec<(String, usize)> = out
         .lines()
         .skip(2)
+        .take(3)
         .map(|l| {
             let mut w = l.split_whitespace();
             (
@@ -123,7 +122,6 @@ fn features_of_a_user_csv_file_are_deterministic() {
 fn features_match_the_model_whatever_the_batching() {
     // Batch size 1 (no padding at all) and 4 (length-bucketed, padded) give the same rows.
     let dir = util::temp_dir("features_batching");
-    let data = shared_data().display().to_string();
     let mut rows = Vec::new();
     for bs in ["1", "4"] {
         let out = dir.path().join(format!("f{bs}.safetensors"));
@@ -133,8 +131,6 @@ fn features_match_the_model_whatever_the_batching() {
             "cb",
             "--split",
             "validation",
-            "--data-dir",
-            &data,
             "--model",
             &tiny("tiny-roberta"),
             "--batch-size",
@@ -153,13 +149,7 @@ fn features_match_the_model_whatever_the_batching() {
 
 #[test]
 fn errors_name_what_is_wrong() {
-    let err = fails(&[
-        "data",
-        "--task",
-        "nope",
-        "--data-dir",
-        &shared_data().display().to_string(),
-    ]);
+    let err = fails(&["data", "--task", "nope"]);
     assert!(err.contains("nope") && err.contains("cb"), "{err}");
     let missing = Path::new("/nonexistent/model-dir").display().to_string();
     let err = fails(&["inspect", "--model", &missing]);

@@ -10,11 +10,6 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// The shared data directory laid beside the repository (`../shared/data`).
-pub fn shared_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data")
-}
-
 /// A fresh temporary directory named after the test.
 pub fn temp_dir(test: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -116,10 +111,78 @@ pub fn synthetic_cb(dir: &Path, n: usize, n_test: usize) {
     std::fs::write(cb.join("val.jsonl"), test).unwrap();
 }
 
-/// Runs the built `lpft` binary with one thread.
+/// Variables that would let a test read or write outside its own folders, or reach past the
+/// servers it starts: they are removed from every `lpft` the tests run.
+const OUTSIDE: [&str; 18] = [
+    "LPFT_HOME",
+    "LPFT_DATA_DIR",
+    "LPFT_OFFLINE",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_HUB_OFFLINE",
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "HF_TOKEN_PATH",
+    "XDG_CACHE_HOME",
+    "PIP_INDEX_URL",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "LPFT_REAL_DATA",
+];
+
+/// A sandbox for running the binary as on a fresh machine: its own empty `HOME` (also
+/// `LPFT_HOME`) and working directory, none of the caller's lpft/Hugging Face/pip variables.
+pub struct Env {
+    _dir: tempfile::TempDir,
+    /// `HOME` and `LPFT_HOME`.
+    pub home: PathBuf,
+    /// The working directory (so no `./data` is found unless a test makes one).
+    pub cwd: PathBuf,
+}
+
+impl Env {
+    pub fn new(test: &str) -> Env {
+        let dir = temp_dir(test);
+        let home = dir.path().join("home");
+        let cwd = dir.path().join("cwd");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&cwd).unwrap();
+        Env {
+            _dir: dir,
+            home,
+            cwd,
+        }
+    }
+
+    /// `lpft` in the sandbox, with `vars` set on top, one thread.
+    pub fn command(&self, vars: &[(&str, &str)]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lpft"));
+        for var in OUTSIDE {
+            cmd.env_remove(var);
+        }
+        cmd.current_dir(&self.cwd)
+            .env("HOME", &self.home)
+            .env("LPFT_HOME", &self.home)
+            .env("LPFT_THREADS", "1");
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+}
+
+/// Runs the built `lpft` binary with one thread, without the caller's lpft/Hugging Face/pip
+/// variables (see [`Env`]).
 pub fn lpft(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_lpft"))
-        .args(args)
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lpft"));
+    for var in OUTSIDE {
+        cmd.env_remove(var);
+    }
+    cmd.args(args)
         .env("LPFT_THREADS", "1")
         .output()
         .expect("running lpft")
