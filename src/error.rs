@@ -79,6 +79,13 @@ pub enum Error {
         step: usize,
         loss: f64,
     },
+    /// A checkpoint that cannot be resumed from: not lpft's, from another epoch, or from an
+    /// older format.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint { path: PathBuf, reason: String },
+    /// Another process is writing the same run directory or grid.
+    #[error("{what} is in use by another lpft process (it holds {lock}); wait for it to finish")]
+    Locked { what: PathBuf, lock: PathBuf },
     /// A finished run already exists where a run would be written.
     #[error("{dir} already holds a finished run (metrics.json); pass --overwrite to replace it")]
     RunExists { dir: PathBuf },

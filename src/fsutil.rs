@@ -9,6 +9,27 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
+/// The variable naming the file [`kill_point`] stops at.
+pub const KILL_VAR: &str = "LPFT_KILL_BEFORE_RENAME";
+
+/// Crash-safety test hook: when `$LPFT_KILL_BEFORE_RENAME` is `path`'s file name, the process
+/// kills itself with SIGKILL after the temporary file is written and before the rename: the one
+/// moment at which a crash could expose a half-written file. The kill tests set it to prove
+/// that moment safe; with the variable unset this is one environment lookup per file written.
+fn kill_point(path: &Path) {
+    let Some(target) = std::env::var_os(KILL_VAR) else {
+        return;
+    };
+    if path.file_name() == Some(target.as_os_str()) {
+        #[cfg(unix)]
+        // SAFETY: kill(2) on our own pid with a signal that cannot be caught has no memory effects.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+        std::process::abort();
+    }
+}
+
 /// Writes `bytes` to `path` so that readers see either the old file or the complete new one.
 ///
 /// The bytes go to a temporary file in the same directory, which is flushed to disk (`fsync`) and
@@ -47,6 +68,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(write_err)?;
     tmp.write_all(bytes).map_err(write_err)?;
     tmp.as_file().sync_all().map_err(write_err)?;
+    kill_point(path);
     // `persist` renames; on failure the returned `NamedTempFile` is dropped, deleting the file.
     tmp.persist(path).map_err(|e| write_err(e.error))?;
     sync_dir(parent);
@@ -81,6 +103,66 @@ pub fn save_tensors_with_metadata(
             source: std::io::Error::other(e.to_string()),
         })?;
     write_atomic(path, &bytes)
+}
+
+/// An exclusive lock on a file, held until dropped (or the process ends, however it ends: the
+/// operating system releases it, so a killed process never leaves a stale lock behind).
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+/// Takes an exclusive lock on `path` (created if missing) without waiting.
+///
+/// # Errors
+/// [`Error::Locked`] naming `what` and the lock file when another process holds it;
+/// [`Error::Write`] when the lock file cannot be created.
+pub fn try_lock(path: &Path, what: &Path) -> Result<FileLock> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| Error::Write {
+            path: parent.to_path_buf(),
+            source: e,
+        })?;
+    }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::Write {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(FileLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            what: what.to_path_buf(),
+            lock: path.to_path_buf(),
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(Error::Write {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Removes the temporary files [`write_atomic`] leaves when a crash interrupts it
+/// (`.<name>.<random>.tmp`), under `dir` and its subdirectories. Best effort: a file that cannot
+/// be removed is only left over.
+pub fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if path.is_dir() {
+            remove_stale_temps(&path);
+        } else if name.starts_with('.') && name.ends_with(".tmp") {
+            let _ = fs::remove_file(&path);
+        }
+    }
 }
 
 /// Flushes a directory's entries to disk so that a preceding rename is durable.

@@ -21,8 +21,7 @@ fn tune_allocator() {
 fn main() {
     tune_allocator();
     let args = cli::Cli::parse();
-    cli::init(&args.global);
-    match cli::run(args.command) {
+    match cli::init(&args.global).and_then(|()| cli::run(args.command)) {
         Ok(()) => {}
         Err(err) => {
             // A closed pipe (`lpft ... | head`) is not a failure.

@@ -80,7 +80,7 @@ pub fn analyze_runs(runs: &[PathBuf], split: Split) -> Result<Vec<AnalysisRow>> 
         let cfg = &trained.config;
         let task = load_task(cfg)?;
         let examples = task.split(split);
-        let labels: Vec<usize> = examples.iter().map(|e| e.label.unwrap_or(0)).collect();
+        let labels = crate::data::require_labels(examples, &format!("{} {split}", task.task))?;
         let texts: Vec<(&str, Option<&str>)> = examples
             .iter()
             .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))

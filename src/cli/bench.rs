@@ -163,12 +163,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .take(args.batch)
         .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
         .collect();
-    let labels: Vec<usize> = task
-        .train
-        .iter()
+    let labels: Vec<usize> = lpft::data::require_labels(&task.train, "cb train")?
+        .into_iter()
         .cycle()
         .take(args.batch)
-        .map(|e| e.label.unwrap_or(0))
         .collect();
     let tok = TextTokenizer::load(
         &files.tokenizer,
@@ -239,7 +237,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     .iter()
                     .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
                     .collect();
-                let y: Vec<usize> = task.train.iter().map(|e| e.label.unwrap_or(0)).collect();
+                let y = lpft::data::require_labels(&task.train, "cb train")?;
                 let enc = tok128.encode(&train)?;
                 let x = lpft::methods::lp::features(&model, &tok128, &enc, 32)?;
                 let d = cfg.hidden_size;

@@ -49,7 +49,7 @@ pub fn run(args: LpPathArgs) -> anyhow::Result<()> {
         .iter()
         .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
         .collect();
-    let y: Vec<usize> = task.train.iter().map(|e| e.label.unwrap_or(0)).collect();
+    let y = lpft::data::require_labels(&task.train, &format!("{} train", task.task))?;
     let enc = loaded.tokenizer.encode(&texts)?;
     let d = loaded.files.config.hidden_size;
     let x = lp::features(&loaded.model, &loaded.tokenizer, &enc, 32)?;

@@ -88,14 +88,23 @@ pub enum Command {
 }
 
 /// Sets the thread count (before any tensor op) and the log level.
-pub fn init(global: &GlobalArgs) {
+///
+/// # Errors
+/// `--threads 0`, or a thread pool that cannot be built with the count asked for (results are
+/// reproducible only for a known thread count, so this is never ignored).
+pub fn init(global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(n) = global.threads {
+        anyhow::ensure!(
+            n > 0,
+            "--threads (or LPFT_THREADS) must be at least 1, got 0"
+        );
         // candle's CPU kernels and rayon both read these at first use.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
-        let _ = rayon::ThreadPoolBuilder::new()
+        rayon::ThreadPoolBuilder::new()
             .num_threads(n)
-            .build_global();
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("--threads {n}: cannot set up the thread pool: {e}"))?;
     }
     let level = match global.verbose {
         0 => "warn",
@@ -105,6 +114,7 @@ pub fn init(global: &GlobalArgs) {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp(None)
         .init();
+    Ok(())
 }
 
 /// Runs one subcommand.

@@ -24,9 +24,10 @@ pub struct TrainArgs {
     /// Model: minilm (default), mpnet, a Hugging Face directory or a cached hub id.
     #[arg(long, short = 'm')]
     pub model: Option<String>,
-    /// Seed of data order and dropout (and of the head/LoRA initialisation unless --model-seed).
-    #[arg(long, default_value_t = 1001)]
-    pub seed: u64,
+    /// Seed of data order and dropout (and of the head/LoRA initialisation unless --model-seed);
+    /// default 1001, or the seed of --config.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Seed of the head and LoRA initialisation (default: --seed, as the reference).
     #[arg(long)]
     pub model_seed: Option<u64>,
@@ -122,6 +123,9 @@ pub struct TrainArgs {
     pub overwrite: bool,
 }
 
+/// `--seed` when neither it nor --config gives one (the reference's first seed).
+const DEFAULT_SEED: u64 = 1001;
+
 impl TryFrom<&TrainArgs> for RunConfig {
     type Error = anyhow::Error;
 
@@ -145,7 +149,7 @@ impl TryFrom<&TrainArgs> for RunConfig {
                 };
                 let method = a.method.context("--method is required (or --config)")?;
                 let model = a.model.as_deref().unwrap_or("minilm");
-                RunConfig::paper_defaults(&task, method, model, a.seed)
+                RunConfig::paper_defaults(&task, method, model, a.seed.unwrap_or(DEFAULT_SEED))
             }
         };
         if let Some(train) = &a.train_file {
@@ -174,9 +178,20 @@ impl TryFrom<&TrainArgs> for RunConfig {
             if let Some(m) = &a.model {
                 cfg.model = m.clone();
             }
-            cfg.seed = a.seed;
+            // A saved seed (and model seed) stands unless a flag replaces it; a model seed that
+            // was derived from the seed follows a new --seed.
+            if let Some(seed) = a.seed {
+                if cfg.model_seed == cfg.seed {
+                    cfg.model_seed = seed;
+                }
+                cfg.seed = seed;
+            }
+            if let Some(model_seed) = a.model_seed {
+                cfg.model_seed = model_seed;
+            }
+        } else {
+            cfg.model_seed = a.model_seed.unwrap_or(cfg.seed);
         }
-        cfg.model_seed = a.model_seed.unwrap_or(cfg.seed);
         let t = &mut cfg.train;
         t.epochs = a.epochs.unwrap_or(t.epochs);
         t.batch_size = a.batch_size.unwrap_or(t.batch_size);

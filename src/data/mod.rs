@@ -158,6 +158,24 @@ impl TaskData {
     }
 }
 
+/// The label ids of `examples`, all of which must be labelled.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] naming `what` (e.g. `cb train`) and the first unlabelled example
+/// (1-based), never a silent class 0.
+pub fn require_labels(examples: &[Example], what: &str) -> crate::error::Result<Vec<usize>> {
+    examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.label.ok_or_else(|| Error::InvalidArgument {
+                field: format!("{what} example {}", i + 1),
+                reason: "has no label".into(),
+            })
+        })
+        .collect()
+}
+
 /// Options for [`load_task`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadOptions {

@@ -219,6 +219,28 @@ pub struct Cell {
     pub dir: PathBuf,
 }
 
+/// The `NAME` of serde's "unknown field `NAME`" message, if it is one.
+fn unknown_field(message: &str) -> Option<&str> {
+    let rest = &message[message.find("unknown field `")? + "unknown field `".len()..];
+    rest.split('`').next()
+}
+
+/// The 1-based line of the first `key =` (or `key=`) in a TOML text, as a key, not inside a
+/// string or comment before it.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|line| {
+            let line = line.split('#').next().unwrap_or("");
+            line.match_indices(key).any(|(i, _)| {
+                let before = line[..i].chars().next_back();
+                let after = line[i + key.len()..].trim_start();
+                before.is_none_or(|c| c.is_whitespace() || matches!(c, '{' | ',' | '.'))
+                    && after.starts_with('=')
+            })
+        })
+        .map(|i| i + 1)
+}
+
 fn invalid(field: &str, reason: String) -> Error {
     Error::InvalidArgument {
         field: field.into(),
@@ -236,8 +258,20 @@ impl ExperimentConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let cfg: ExperimentConfig = toml::from_str(&text)
             .map_err(|e| invalid(&path.display().to_string(), e.to_string()))?;
-        cfg.validate()
-            .map_err(|e| invalid(&path.display().to_string(), e.to_string()))?;
+        cfg.validate().map_err(|e| {
+            let message = e.to_string();
+            // serde names a misspelt key of an override table but not its place: find its line.
+            match unknown_field(&message).and_then(|key| line_of_key(&text, key).map(|l| (key, l)))
+            {
+                Some((key, line)) => Error::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    field: Some(key.to_string()),
+                    message,
+                },
+                None => invalid(&path.display().to_string(), message),
+            }
+        })?;
         Ok(cfg)
     }
 

@@ -303,6 +303,8 @@ pub fn run_grid(
 ) -> Result<GridOutcome> {
     let started = Instant::now();
     exp.validate()?;
+    // One process per grid folder: a second `reproduce` on it is refused, never interleaved.
+    let _lock = crate::fsutil::try_lock(&out.join(".grid.lock"), out)?;
     let cells = exp.cells(out)?;
     let todo: Vec<&Cell> = cells
         .iter()
@@ -342,16 +344,18 @@ pub fn run_grid(
                     Err(e) => {
                         let msg = error_chain(&e);
                         obs.cell_finished(cell, t.elapsed().as_secs_f64(), Some(&msg));
-                        if let Ok(mut f) = failed.lock() {
-                            f.push((cell.dir.clone(), msg));
-                        }
+                        // A poisoned lock still holds the list: never drop a failure.
+                        failed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((cell.dir.clone(), msg));
                     }
                 }
             });
         }
     });
     outcome.completed = completed.into_inner();
-    outcome.failed = failed.into_inner().unwrap_or_default();
+    outcome.failed = failed.into_inner().unwrap_or_else(|p| p.into_inner());
     if exp.analyses.ntk.as_ref().is_some_and(|n| n.alignment) {
         for lora in cells.iter().filter(|c| c.method == Method::Lora) {
             let ft = cells.iter().find(|c| {

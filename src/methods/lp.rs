@@ -217,7 +217,7 @@ pub fn lp_path_of_run(dir: &std::path::Path) -> Result<LpPath> {
             reason: format!("{} has no LP stage", dir.display()),
         })?;
     let task = crate::methods::run::load_task(cfg)?;
-    let y: Vec<usize> = task.train.iter().map(|e| e.label.unwrap_or(0)).collect();
+    let y = crate::data::require_labels(&task.train, &format!("{} train", task.task))?;
     let texts: Vec<(&str, Option<&str>)> = task
         .train
         .iter()

@@ -101,6 +101,14 @@ pub fn run_dir(out_root: &Path, cfg: &RunConfig) -> PathBuf {
         .join(format!("seed-{}", cfg.seed))
 }
 
+/// The lock file of a run directory: `.<name>.lock` beside it.
+pub fn lock_path(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
+    dir.with_file_name(format!(".{name}.lock"))
+}
+
 /// Writes `value` as pretty JSON at `path`, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Json {
@@ -108,19 +116,6 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         source: e,
     })?;
     crate::fsutil::write_atomic(path, &bytes)
-}
-
-fn labelled(examples: &[Example], split: &str, task: &str) -> Result<Vec<usize>> {
-    examples
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            e.label.ok_or_else(|| Error::InvalidArgument {
-                field: format!("{task} {split} example {}", i + 1),
-                reason: "has no label".into(),
-            })
-        })
-        .collect()
 }
 
 fn encode(tok: &TextTokenizer, examples: &[Example]) -> Result<Vec<Encoded>> {
@@ -142,6 +137,60 @@ pub fn load_task(cfg: &RunConfig) -> Result<TaskData> {
     data::find_task(&cfg.task, cfg.data_dir.as_deref(), &opts).map(|(task, _)| task)
 }
 
+/// A resumed run must continue with the settings it started with: a run directory holding a
+/// `config.json` and a checkpoint is only continued with an equal config.
+fn check_resumed_config(dir: &Path, cfg: &RunConfig) -> Result<()> {
+    let path = dir.join("config.json");
+    if !CheckpointDir::new(dir).has_state() || !path.exists() {
+        return Ok(());
+    }
+    let saved: serde_json::Value = crate::fsutil::read_json(&path)?;
+    let now = serde_json::to_value(cfg).map_err(|e| Error::Json {
+        path: path.clone(),
+        source: e,
+    })?;
+    let mut differ = Vec::new();
+    json_diff("", &saved, &now, &mut differ);
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument {
+        field: "--resume".into(),
+        reason: format!(
+            "the interrupted run in {} was started with other settings ({}); resume it with \
+             the same ones, or start again with --overwrite",
+            dir.display(),
+            differ.join("; ")
+        ),
+    })
+}
+
+/// The paths (`train.lr`) at which two JSON values differ, with both values.
+fn json_diff(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                let null = Value::Null;
+                json_diff(
+                    &path,
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{at}: saved {a}, now {b}")),
+        _ => {}
+    }
+}
+
 fn prepare_dir(dir: &Path, opts: &RunOptions) -> Result<()> {
     let finished = dir.join("metrics.json").exists();
     let partial = CheckpointDir::new(dir).has_state();
@@ -158,6 +207,9 @@ fn prepare_dir(dir: &Path, opts: &RunOptions) -> Result<()> {
         return Err(Error::RunIncomplete {
             dir: dir.to_path_buf(),
         });
+    } else if dir.exists() {
+        // Temporary files of writes a crash interrupted; never read, but not left to pile up.
+        crate::fsutil::remove_stale_temps(dir);
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::Write {
         path: dir.to_path_buf(),
@@ -178,15 +230,19 @@ pub fn run(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let dir = run_dir(out_root, cfg);
+    // Held for the whole run: a second process on the same directory is refused, never
+    // interleaved. The lock file sits beside the run directory, so --overwrite can remove that.
+    let _lock = crate::fsutil::try_lock(&lock_path(&dir), &dir)?;
     prepare_dir(&dir, opts)?;
+    check_resumed_config(&dir, cfg)?;
     write_json(&dir.join("config.json"), cfg)?;
 
     let resolved = source::resolve(&ModelSource::parse(&cfg.model), &FetchOptions::default())?;
     let files = ModelFiles::open(&resolved.dir)?;
     let task = load_task(cfg)?;
-    let train_labels = labelled(&task.train, "train", &task.task)?;
-    let val_labels = labelled(&task.validation, "validation", &task.task)?;
-    let test_labels = labelled(&task.test, "test", &task.task)?;
+    let train_labels = data::require_labels(&task.train, &format!("{} train", task.task))?;
+    let val_labels = data::require_labels(&task.validation, &format!("{} validation", task.task))?;
+    let test_labels = data::require_labels(&task.test, &format!("{} test", task.task))?;
     let n_classes = task.labels.len();
 
     let device = Device::Cpu;
@@ -376,8 +432,10 @@ pub fn run(
         trainable_parameters,
         stage_start_classifier_norm: stage_start_norm,
     };
-    write_json(&dir.join("metrics.json"), &metrics)?;
+    // The resume state goes before the finishing mark, so a finished run never carries one; a
+    // crash between the two only means that a resumed run trains again (to the same bytes).
     CheckpointDir::new(&dir).remove()?;
+    write_json(&dir.join("metrics.json"), &metrics)?;
     Ok(RunOutcome { dir, metrics })
 }
 

@@ -152,7 +152,7 @@ pub fn train(
         if state.best_score.is_none_or(|b| s > b) {
             state.best_score = Some(s);
             state.best_epoch = Some(epoch);
-            ckpt.save_best(vars)?;
+            ckpt.save_best(vars, epoch)?;
         }
         let record = EpochRecord {
             epoch,
@@ -172,7 +172,11 @@ pub fn train(
         // After the state is on disk: an observer that stops the process here loses nothing.
         observer.end_epoch(&record);
     }
-    let best = ckpt.load_best(&device)?;
+    let best_epoch = state.best_epoch.ok_or_else(|| Error::Checkpoint {
+        path: std::path::PathBuf::from("checkpoint"),
+        reason: "no epoch was run".into(),
+    })?;
+    let best = ckpt.load_best(&device, best_epoch)?;
     opt.load_values(&best)?;
     Ok(state)
 }

@@ -350,7 +350,11 @@ impl Encoder {
     /// Final hidden states. Shapes: inputs `[b, l]` → `[b, l, h]`.
     pub fn forward(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
         inputs.check()?;
-        let mask = additive_mask(inputs, self.device())?;
+        let mask = additive_mask(
+            inputs,
+            self.device(),
+            self.embeddings.word_embeddings.dtype(),
+        )?;
         let mut xs = self.embeddings.forward(inputs, mode)?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &mask, mode)?;
@@ -366,7 +370,11 @@ impl Encoder {
     /// rows are not drawn, so a train-mode run draws different (equally distributed) masks.
     pub fn forward_first(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
         inputs.check()?;
-        let mask = additive_mask(inputs, self.device())?;
+        let mask = additive_mask(
+            inputs,
+            self.device(),
+            self.embeddings.word_embeddings.dtype(),
+        )?;
         let mut xs = self.embeddings.forward(inputs, mode)?;
         let (last, rest) = match self.layers.split_last() {
             Some(split) => split,
@@ -380,15 +388,16 @@ impl Encoder {
     }
 }
 
-/// Additive attention mask `[b, 1, 1, l]`: 0 for tokens, the most negative f32 for padding
-/// (REF: transformers' extended attention mask uses `finfo(dtype).min`).
-pub fn additive_mask(inputs: &Inputs, dev: &Device) -> Result<Tensor> {
+/// Additive attention mask `[b, 1, 1, l]` in the weights' `dtype`: 0 for tokens, the most
+/// negative f32 for padding (REF: transformers' extended attention mask uses
+/// `finfo(dtype).min`; f32's minimum is as good as any in f64, where it still underflows exp).
+pub fn additive_mask(inputs: &Inputs, dev: &Device, dtype: DType) -> Result<Tensor> {
     let vals: Vec<f32> = inputs
         .attention_mask
         .iter()
         .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
         .collect();
-    Ok(Tensor::from_vec(vals, (inputs.batch, 1, 1, inputs.seq_len), dev)?.to_dtype(DType::F32)?)
+    Ok(Tensor::from_vec(vals, (inputs.batch, 1, 1, inputs.seq_len), dev)?.to_dtype(dtype)?)
 }
 
 impl Encoder {

@@ -46,7 +46,8 @@ impl Pooling {
             Pooling::First => Ok(hidden.narrow(1, 0, 1)?.reshape((b, h))?),
             Pooling::Mean => {
                 let m: Vec<f32> = inputs.attention_mask.iter().map(|&x| x as f32).collect();
-                let mask = Tensor::from_vec(m, (b, l, 1), hidden.device())?.to_dtype(DType::F32)?;
+                let mask =
+                    Tensor::from_vec(m, (b, l, 1), hidden.device())?.to_dtype(hidden.dtype())?;
                 let count = mask.sum(1)?; // [b, 1]
                 let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // [b, h]
                 Ok(summed.broadcast_div(&count)?)

@@ -125,7 +125,9 @@ pub fn attention_composed(
             .contiguous()?)
     };
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-    let mut probs = masked_softmax(&q.matmul(&k.t()?)?, mask, scale)?;
+    // Plain tensor ops throughout (never the fused softmax row kernel), so that this is an
+    // independent reference for the fused attention op and the path off the CPU.
+    let mut probs = softmax_last(&(q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?)?;
     if let Some(keep) = keep {
         probs = probs.mul(keep)?;
     }

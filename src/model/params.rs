@@ -129,6 +129,27 @@ impl Checkpoint {
         Ok(())
     }
 
+    /// The checkpoint with every floating tensor in `dtype` (f32 on loading). An f64 copy runs
+    /// the model through candle's composed ops instead of the fused f32 kernels, which is how the
+    /// tests check the kernels against an independent path, whole model included.
+    pub fn to_dtype(mut self, dtype: DType) -> Result<Self> {
+        for t in self.tensors.values_mut() {
+            if t.dtype().is_float() {
+                *t = t.to_dtype(dtype)?;
+            }
+        }
+        Ok(self)
+    }
+
+    /// The dtype of the floating tensors (f32 unless converted with [`Checkpoint::to_dtype`]).
+    pub fn float_dtype(&self) -> DType {
+        self.tensors
+            .values()
+            .map(Tensor::dtype)
+            .find(|d| d.is_float())
+            .unwrap_or(DType::F32)
+    }
+
     /// Names of all tensors (prefix stripped), sorted.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.tensors.keys().map(String::as_str)
@@ -263,7 +284,12 @@ impl<'a> Params<'a> {
             ),
             None => {}
         }
-        let t = init()?;
+        let mut t = init()?;
+        // New tensors (a head, LoRA factors) are drawn in f32; they follow the checkpoint.
+        let dtype = self.ckpt.float_dtype();
+        if t.dtype().is_float() && t.dtype() != dtype {
+            t = t.to_dtype(dtype)?;
+        }
         if t.dims() != dims {
             return Err(Error::Shape {
                 what: "initialised parameter",

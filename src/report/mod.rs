@@ -53,14 +53,13 @@ pub struct Report {
 /// No runs; unreadable run files; a figure that cannot be drawn.
 pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
     let runs = read_runs(runs_root)?;
-    let record: Option<ExperimentRecord> = read_json_opt(&runs_root.join(EXPERIMENT_FILE))
-        .ok()
-        .flatten()
-        .or_else(|| {
-            runs_root
-                .parent()
-                .and_then(|p| read_json_opt(&p.join(EXPERIMENT_FILE)).ok().flatten())
-        });
+    // A grid's record beside its runs or one level up; a corrupt one is an error, not "none".
+    let mut record: Option<ExperimentRecord> = read_json_opt(&runs_root.join(EXPERIMENT_FILE))?;
+    if record.is_none() {
+        if let Some(parent) = runs_root.parent() {
+            record = read_json_opt(&parent.join(EXPERIMENT_FILE))?;
+        }
+    }
     let (title, description) = match &record {
         Some(r) => (
             format!("lpft report: {}", r.config.name),

@@ -1778,13 +1778,33 @@ mod tests {
             .collect()
     }
 
+    /// The trimmed contents of every `<text>` element of an SVG.
+    fn text_nodes(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|t| {
+                let body = &t[t.find('>')? + 1..];
+                Some(body[..body.find("</text>")?].trim().to_string())
+            })
+            .collect()
+    }
+
     #[test]
     fn reliability_diagram_renders_panels_and_counts() {
         let panels = vec![("FT".to_string(), bins()), ("LP-FT".to_string(), bins())];
         let svg = reliability_diagram("Calibration", &panels, 900, 420).unwrap();
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("FT (ECE") && svg.contains("LP-FT (ECE"));
-        assert!(svg.contains(">\n170\n") || svg.contains("170"));
+        // Each non-empty bin is labelled with its count, as a text node of its own, once per
+        // panel; the empty bin gets no bar and no label.
+        // (Axis ticks are 0 … 1, so the labels are the integer text nodes above 1.)
+        let labels: Vec<usize> = text_nodes(&svg)
+            .iter()
+            .filter_map(|t| t.parse().ok())
+            .filter(|&n: &usize| n > 1)
+            .collect();
+        let per_panel: Vec<usize> = bins().iter().map(|b| b.count).filter(|&c| c > 0).collect();
+        assert_eq!(labels, [per_panel.clone(), per_panel].concat());
         assert_eq!(
             svg,
             reliability_diagram("Calibration", &panels, 900, 420).unwrap()

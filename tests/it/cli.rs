@@ -280,7 +280,45 @@ fn pipeline_from_train_to_analysis() {
         lp["run"]["diff"].is_null(),
         "LP keeps the pre-trained features"
     );
-    assert_eq!(lp["run"]["cs"], lp["pretrained"]["cs"]);
+    // CS of the pre-trained features, against the definition (mean pairwise cosine over
+    // i < j) applied to the features `lpft features` writes for the same split.
+    let feats = runs.join("feats.safetensors");
+    ok(&[
+        "features",
+        "--task",
+        "cb",
+        "--split",
+        "test",
+        "--data-dir",
+        &data.display().to_string(),
+        "--model",
+        &tiny("tiny-bert"),
+        "--out",
+        &feats.display().to_string(),
+    ]);
+    let t = util::load_tensors(&feats);
+    let (n, d) = t["features"].dims2().unwrap();
+    let phi: Vec<f64> = util::values(&t["features"])
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let row = |i: usize| &phi[i * d..(i + 1) * d];
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    let mut cs = 0.0;
+    for i in 0..n {
+        for j in i + 1..n {
+            cs += dot(row(i), row(j)) / (dot(row(i), row(i)) * dot(row(j), row(j))).sqrt();
+        }
+    }
+    cs /= (n * (n - 1) / 2) as f64;
+    let reported = lp["pretrained"]["cs"].as_f64().unwrap();
+    // The features file is f32 and the analysis works from the same features in f64: cosines
+    // of 32-dim vectors then agree to ~1e-7.
+    const CS_TOL: f64 = 1e-6;
+    assert!(
+        (reported - cs).abs() < CS_TOL,
+        "CS {reported} vs the definition {cs}"
+    );
 }
 
 #[test]

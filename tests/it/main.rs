@@ -1,10 +1,13 @@
 //! The one integration-test binary.
 
+mod bad_input;
 mod cli;
+mod fuzz;
 #[path = "../support/http_server.rs"]
 mod http_server;
 mod methods;
 mod ntk;
 mod parity;
 mod provision;
+mod reliability;
 mod util;

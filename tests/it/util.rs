@@ -213,3 +213,10 @@ pub fn fixture_inputs(dir: &Path) -> (HashMap<String, Tensor>, lpft::model::Inpu
     };
     (expected, inputs)
 }
+
+/// A tensor of N(0, std²) values drawn from `seed` (f32).
+pub fn randn(dims: &[usize], seed: u64, std: f32) -> Tensor {
+    let n = dims.iter().product();
+    let v = lpft::rng::normal_vec(&mut lpft::rng::Streams::new(seed).get("t"), n, 0.0, std);
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}

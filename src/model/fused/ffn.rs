@@ -212,6 +212,53 @@ mod tests {
         }
     }
 
+    /// The whole FFN at MiniLM's widths (384 → 1536 → 384) on 80 rows, more than one 64-row
+    /// slice per thread, so every slice of the parallel kernels runs: values and every gradient
+    /// against candle's composed ops.
+    #[test]
+    fn minilm_width_ffn_matches_composed() {
+        let (rows, h, f) = (80, 384, 1536);
+        let var = |t: Tensor| Var::from_tensor(&t).unwrap();
+        let x = var(randn(&[2, rows / 2, h], 11, 1.0));
+        let (w1, b1) = (var(randn(&[f, h], 12, 0.05)), var(randn(&[f], 13, 0.1)));
+        let (w2, b2) = (var(randn(&[h, f], 14, 0.03)), var(randn(&[h], 15, 0.1)));
+        let g = randn(&[2, rows / 2, h], 16, 1.0);
+        let t = |v: &Var| v.as_tensor().clone();
+        let mid = linear_gelu(&t(&x), &t(&w1), &t(&b1)).unwrap();
+        let fused = crate::model::fused::linear(&mid, &t(&w2), Some(&t(&b2))).unwrap();
+        let plain_mid = t(&x)
+            .broadcast_matmul(&t(&w1).t().unwrap())
+            .unwrap()
+            .broadcast_add(&t(&b1))
+            .unwrap()
+            .gelu_erf()
+            .unwrap();
+        let plain = plain_mid
+            .broadcast_matmul(&t(&w2).t().unwrap())
+            .unwrap()
+            .broadcast_add(&t(&b2))
+            .unwrap();
+        assert!(rel(&fused, &plain) < WIDE_TOL, "values");
+        let (gf, gp) = (weighted_grads(&fused, &g), weighted_grads(&plain, &g));
+        for (v, name) in [
+            (&x, "dx"),
+            (&w1, "dW1"),
+            (&b1, "db1"),
+            (&w2, "dW2"),
+            (&b2, "db2"),
+        ] {
+            let (a, b) = (
+                gf.get(v.as_tensor()).unwrap(),
+                gp.get(v.as_tensor()).unwrap(),
+            );
+            assert!(rel(a, b) < WIDE_TOL, "{name}: rel {}", rel(a, b));
+        }
+    }
+
+    /// Sums of 384 and 1536 f32 products in different orders (blocked GEMM against candle's):
+    /// relative differences of a few 1e-6.
+    const WIDE_TOL: f32 = 2e-5;
+
     /// Without autograd (eval) the op keeps nothing and gives the same values.
     #[test]
     fn untracked_inputs_give_the_same_values() {

@@ -268,6 +268,38 @@ mod tests {
     /// f32 GEMMs against candle's: different blocking and summation order only.
     const REL_TOL: f32 = 1e-5;
 
+    /// LoRA training's own case: the input and the base layer are frozen (untracked), only A
+    /// and B are; their gradients match the composed layer's and no dx is computed.
+    #[test]
+    fn untracked_input_gives_the_adapter_gradients() {
+        let (rows, in_dim, out_dim, r, s) = (90, 24, 16, 4, 2.0);
+        let x = randn(&[rows, in_dim], 21, 1.0);
+        let (w, b) = (
+            randn(&[out_dim, in_dim], 22, 1.0),
+            randn(&[out_dim], 23, 1.0),
+        );
+        let va = Var::from_tensor(&randn(&[r, in_dim], 24, 1.0)).unwrap();
+        let vu = Var::from_tensor(&randn(&[out_dim, r], 25, 1.0)).unwrap();
+        let g = randn(&[rows, out_dim], 26, 1.0);
+        let (a, u) = (va.as_tensor(), vu.as_tensor());
+        let fused = lora_linear(&x, &w, Some(&b), a, u, s).unwrap();
+        let low = x.matmul(&a.t().unwrap()).unwrap();
+        let plain = (x
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap()
+            + (low.matmul(&u.t().unwrap()).unwrap() * s).unwrap())
+        .unwrap();
+        assert!(rel(&fused, &plain) < REL_TOL, "values");
+        let (gf, gp) = (weighted_grads(&fused, &g), weighted_grads(&plain, &g));
+        for (t, name) in [(a, "dA"), (u, "dB")] {
+            let (f, p) = (gf.get(t).unwrap(), gp.get(t).unwrap());
+            assert!(rel(f, p) < REL_TOL, "{name}: rel {}", rel(f, p));
+        }
+        assert!(gf.get(&x).is_none(), "an untracked input gets no gradient");
+    }
+
     /// Values and gradients (x, A, B, and W, b when tracked) against the composed layer
     /// `x Wᵀ + b + s·(x Aᵀ) Bᵀ`; a frozen W or b gets no gradient.
     #[test]
