@@ -54,6 +54,35 @@ pub struct Checkpoint {
     tensors: BTreeMap<String, Tensor>,
 }
 
+/// Reads a PyTorch zip checkpoint (`pytorch_model.bin`) with candle's pickle reader, after
+/// checking every member's CRC-32 (a corrupted file is then an error naming it, not whatever the
+/// pickle reader makes of it). The reader can panic on malformed pickle streams (found by
+/// fuzzing); that is caught and reported as a malformed checkpoint.
+fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
+        .map_err(|e| bad(format!("not a PyTorch zip checkpoint: {e}")))?;
+    for i in 0..zip.len() {
+        let mut entry = zip
+            .by_index(i)
+            .map_err(|e| bad(format!("unreadable member {i}: {e}")))?;
+        let name = entry.name().to_string();
+        // Reading a member to its end makes the zip crate check its CRC-32.
+        std::io::copy(&mut entry, &mut std::io::sink())
+            .map_err(|e| bad(format!("member {name} is corrupted: {e}")))?;
+    }
+    match std::panic::catch_unwind(|| candle_core::pickle::read_all(path)) {
+        Ok(tensors) => Ok(tensors?),
+        Err(_) => Err(bad(
+            "malformed pickle data (the pickle reader gave up)".into()
+        )),
+    }
+}
+
 impl Checkpoint {
     /// Loads `model.safetensors` or (through candle's pickle reader) `pytorch_model.bin`.
     /// Floating tensors are converted to f32; integer buffers are kept as they are.
@@ -68,7 +97,7 @@ impl Checkpoint {
             .extension()
             .is_some_and(|e| e == "bin" || e == "pt" || e == "pth");
         let raw: Vec<(String, Tensor)> = if is_pickle {
-            candle_core::pickle::read_all(path)?
+            read_pickle(path)?
         } else {
             candle_core::safetensors::load(path, device)?
                 .into_iter()
