@@ -31,7 +31,7 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     /// A figure could not be drawn.
     #[error(transparent)]
-    Plot(#[from] crate::report::plots::PlotError),
+    Plot(#[from] PlotError),
 
     // -- model --
     /// `config.json` names an architecture lpft does not implement.
@@ -95,7 +95,7 @@ pub enum Error {
     // -- source (model provisioning) --
     /// A model spec names a directory that does not exist.
     #[error(
-        "model directory {path} does not exist (and the spec is neither a built-in model name \
+        "model directory {path} does not exist (and the name is neither a built-in model name \
          nor a Hugging Face id `owner/name`)"
     )]
     ModelDirNotFound { path: PathBuf },
@@ -320,6 +320,16 @@ pub enum Error {
         what: &'static str,
         decomposition: &'static str,
     },
+}
+
+/// A chart could not be drawn: bad input or a drawing-backend failure.
+#[derive(Debug, thiserror::Error)]
+#[error("plot `{title}`: {reason}")]
+pub struct PlotError {
+    /// Title of the chart that failed.
+    pub title: String,
+    /// What went wrong.
+    pub reason: String,
 }
 
 /// The library's result type.

@@ -18,12 +18,17 @@ pub mod data;
 pub mod error;
 pub mod experiment;
 pub mod fsutil;
+pub mod linalg;
 pub mod methods;
 pub mod model;
 pub mod net;
 pub mod ntk;
+pub mod optim;
 pub mod probe;
 pub mod report;
 pub mod rng;
+pub mod rundir;
+pub(crate) mod simd;
+pub mod stages;
 
 pub use error::{Error, Result};

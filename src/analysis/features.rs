@@ -1,13 +1,13 @@
-//! Feature and classifier statistics of Tables 1, 11, 12 and 13 (spec §6): CS(F), Diff(F),
+//! Feature and classifier statistics of Tables 1, 11, 12 and 13 (docs/method.md §6): CS(F), Diff(F),
 //! FDR(F) and Norm(C).
 //!
 //! The paper gives only names ("cosine similarity between features", "difference in norms from
 //! the pre-trained model", "Fisher's discriminant ratio", "norm"); the released code does not
-//! compute them. The definitions below are spec §6's, which are INFERRED from the reported values:
+//! compute them. The definitions below are docs/method.md §6's, which are INFERRED from the reported values:
 //!
 //! - CS(F): mean over unordered pairs `i < j` of `cos(φ(x_i), φ(x_j))` among the `n` features of
-//!   one model. The diagonal `i = j` (always 1) is excluded, as the spec's "pairs i<j" says.
-//! - Diff(F): `mean_i ‖φ_m(x_i) − φ_0(x_i)‖₂` (the spec's recommended reading, "norm of the feature
+//!   one model. The diagonal `i = j` (always 1) is excluded, as "pairs i < j" in docs/method.md §6 says.
+//! - Diff(F): `mean_i ‖φ_m(x_i) − φ_0(x_i)‖₂` (the reading docs/method.md §6 recommends, "norm of the feature
 //!   difference"); the literal alternative `mean_i |‖φ_m(x_i)‖₂ − ‖φ_0(x_i)‖₂|` is
 //!   [`feature_norm_change`].
 //! - FDR(F): `tr(S_W⁺ S_B)` with the un-normalised, count-weighted scatters
@@ -15,18 +15,18 @@
 //!   Moore–Penrose pseudo-inverse. Dividing both by n (or both by anything) would not change the
 //!   value; normalising only one of them would, so neither is normalised. INFERRED: the
 //!   pseudo-inverse cut-off (see [`default_pinv_rtol`]); with `n ≲ d` the statistic is ill-posed
-//!   and depends on it, so only trends are comparable with the paper (spec §6).
+//!   and depends on it, so only trends are comparable with the paper (docs/method.md §6).
 //! - Norm(C): `‖V‖_F` of the head weight `V [C, d]`, bias excluded.
 //!
-//! Everything is computed in f64 on row-major host buffers `[n, d]` (STYLE §8); the split they
-//! come from is the caller's choice (spec §6: the paper's values indicate the test split).
+//! Everything is computed in f64 on row-major host buffers `[n, d]`; the split they
+//! come from is the caller's choice (docs/method.md §6: the paper's values indicate the test split).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ntk::kernel::{dot, frobenius};
 
-/// CS, Diff, FDR and Norm of one model on one split (spec §6, Table 1 columns).
+/// CS, Diff, FDR and Norm of one model on one split (docs/method.md §6, Table 1 columns).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureStats {
     /// CS(F), mean pairwise cosine similarity among the features ([`cosine_similarity`]).
@@ -128,7 +128,7 @@ pub fn feature_change(phi_m: &[f64], phi_0: &[f64], n: usize, d: usize) -> Resul
     Ok(total / n as f64)
 }
 
-/// The literal alternative reading of Diff(F) ("difference in norms", spec §6):
+/// The literal alternative reading of Diff(F) ("difference in norms", docs/method.md §6):
 /// `(1/n) Σ_i |‖φ_m(x_i)‖₂ − ‖φ_0(x_i)‖₂|`. Shapes as [`feature_change`]; never larger than it
 /// (reverse triangle inequality).
 ///
@@ -280,7 +280,7 @@ pub fn fisher_discriminant_ratio_with_rtol(
 }
 
 /// Norm(C) = `‖V‖_F`, the Frobenius norm of the head weight `v` `[c, d]` row-major (bias
-/// excluded; spec §6 — matches the N(0, 0.02²) initial values of Table 1).
+/// excluded; docs/method.md §6 — matches the N(0, 0.02²) initial values of Table 1).
 ///
 /// # Errors
 /// [`Error::Shape`] if `v.len() != c·d`; [`Error::NonFiniteFeature`] for a NaN/∞ weight (row =

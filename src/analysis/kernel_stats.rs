@@ -1,18 +1,18 @@
-//! Kernel statistics of Table 2 / Table 9 and Figures 2, 7, 8, 9 (spec §7.3): numerical rank, FN,
+//! Kernel statistics of Table 2 / Table 9 and Figures 2, 7, 8, 9 (docs/method.md §7.3): numerical rank, FN,
 //! FT ratio, normalised singular-value spectra, block heat maps, and (an extra the paper does not
-//! report, spec §14 check 3) kernel alignment.
+//! report, docs/method.md §14, check 3) kernel alignment.
 //!
-//! None of these is in the released code; the definitions are spec §7.3's:
+//! None of these is in the released code; the definitions are docs/method.md §7.3's:
 //!
 //! - **Rank**: numerical rank of the `N·C × N·C` train×train matrix ([`Kernel::flatten`]).
 //!   INFERRED: a relative tolerance, because rank(P + F) < rank(F) in the tables (adding the
-//!   dominant P raises σ_max). Reported twice (spec §13: "compute Rank/SVD in f64 but also report
+//!   dominant P raises σ_max). Reported twice (docs/method.md §13: "compute Rank/SVD in f64 but also report
 //!   the f32 relative-tolerance rank for comparability"): #{σ_i > σ_max·max(m, n)·ε} with
 //!   ε = ε_f64 ([`KernelStats::rank`]) and with ε = ε_f32 ([`KernelStats::rank_f32`], torch's
 //!   `matrix_rank` default for a float32 matrix, which is what the authors' float32 kernels would
 //!   give). Both use the f64 singular values.
 //! - **FN**: `‖K‖_F` of the train×train matrix (Table 2 prints it in units of 10³).
-//! - **FT Ratio**, quoting spec §7.3: "average over training samples x of
+//! - **FT Ratio**, quoting docs/method.md §7.3: "average over training samples x of
 //!   ‖Σ_i F(x,x_i) δ_i‖₂ / ‖Σ_i (P(x,x_i)+F(x,x_i)) δ_i‖₂, with δ_i = e_{y_i} − softmax(f0(x_i))
 //!   from the model at the start of the FT stage … sums over the (≤250) training subset. Can exceed
 //!   1." See [`ft_ratio`] and [`softmax_residuals`].
@@ -22,7 +22,7 @@
 //!   ([`block_nuclear_norms`]); here "trace norm" is the nuclear norm (sum of singular values),
 //!   not the trace.
 //!
-//! All computations are in f64 with `faer` (STYLE §8). Singular values come from faer's SVD, which
+//! All computations are in f64 with `faer`. Singular values come from faer's SVD, which
 //! needs no symmetry: train×train kernels are symmetric, but nothing here relies on it.
 
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,7 @@ pub struct KernelStats {
 }
 
 /// Rank, FN and normalised spectrum of one matrix, e.g. `kernel.flatten()` of a train×train
-/// kernel (spec §7.3).
+/// kernel (docs/method.md §7.3).
 ///
 /// # Errors
 /// [`Error::NonFiniteKernel`] for a NaN/∞ entry; [`Error::ZeroNorm`] for an all-zero (or empty)
@@ -119,7 +119,7 @@ pub fn normalized_spectrum(sv: &[f64]) -> Result<Vec<f64>> {
     Ok(out)
 }
 
-/// Kernel alignment `⟨A, B⟩_F / (‖A‖_F ‖B‖_F)` in [−1, 1] (extra, spec §14 check 3: Prop. 4.4
+/// Kernel alignment `⟨A, B⟩_F / (‖A‖_F ‖B‖_F)` in [−1, 1] (extra, docs/method.md §14, check 3: Prop. 4.4
 /// predicts ≈ 1 for F^LoRA against F^FT restricted to the adapted weights). `a` and `b` have the
 /// same shape, e.g. both flattened `[N·C, N·C]`. Scale-invariant in each argument.
 ///
@@ -153,7 +153,7 @@ pub fn kernel_alignment(a: &KernelMatrix, b: &KernelMatrix) -> Result<f64> {
     Ok(s.clamp(-1.0, 1.0))
 }
 
-/// The residuals δ_i = e_{y_i} − softmax(z_i) `[n, C]` of spec §7.1/§7.3 from the logits `z`
+/// The residuals δ_i = e_{y_i} − softmax(z_i) `[n, C]` of docs/method.md §7.1/§7.3 from the logits `z`
 /// `[n, C]` of the model at the start of the FT stage (stable softmax: each row's own maximum is
 /// subtracted). Rows sum to 0.
 ///
@@ -201,7 +201,7 @@ pub fn softmax_residuals(logits: &[f64], labels: &[usize], c: usize) -> Result<V
     Ok(delta)
 }
 
-/// FT ratio (spec §7.3): `(1/n1) Σ_x ‖Σ_i F(x, x_i) δ_i‖₂ / ‖Σ_i (P(x, x_i) + F(x, x_i)) δ_i‖₂`.
+/// FT ratio (docs/method.md §7.3): `(1/n1) Σ_x ‖Σ_i F(x, x_i) δ_i‖₂ / ‖Σ_i (P(x, x_i) + F(x, x_i)) δ_i‖₂`.
 ///
 /// `p` and `f` are the P and F kernels `[n1, C, n2, C]` of the same inputs (the paper: both
 /// train×train over the ≤ 250-example training subset, so `n1 = n2 = N`); `delta` is `[n2, C]`

@@ -1,5 +1,5 @@
-//! Per-run evaluation metrics from logits and labels (spec §5, the reference's
-//! `utils/custom_metric.py`), plus the reliability bins behind ECE/MCE (spec §5, §9).
+//! Per-run evaluation metrics from logits and labels (docs/method.md §5, the reference's
+//! `utils/custom_metric.py`), plus the reliability bins behind ECE/MCE (docs/method.md §5, §9).
 //!
 //! All inputs are plain host arrays: logits `z` row-major `[n, C]` and labels `y` in `0..C`.
 //! Probabilities are `p = softmax(z)` per row; the prediction is `argmax_k z_ik`, ties going to
@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 /// Number of equal-width confidence bins for ECE/MCE. REF: 15 in `custom_metric.py`; PAPER: 15.
 pub const ECE_BINS: usize = 15;
 
-/// The per-run metrics of spec §5, all from one set of logits.
+/// The per-run metrics of docs/method.md §5, all from one set of logits.
 ///
 /// Fractions are in `[0, 1]`; NLL is in nats. Names differ from the reference's keys where noted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -73,7 +73,7 @@ pub struct ReliabilityBin {
     pub accuracy: f64,
 }
 
-/// Computes every metric of spec §5 from logits and labels.
+/// Computes every metric of docs/method.md §5 from logits and labels.
 ///
 /// Shapes: `logits` row-major `[n, C]` with `n = labels.len()`, `labels` in `0..n_classes`.
 ///

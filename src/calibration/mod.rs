@@ -1,4 +1,4 @@
-//! Calibration: the per-run metrics of spec §5 and temperature scaling of spec §9.
+//! Calibration: the per-run metrics (docs/method.md §5) and temperature scaling (§9).
 //!
 //! Everything here takes plain host arrays (logits row-major `[n, C]`, labels in `0..C`), never
 //! models, so `calibrate` and `report` can work from saved logits.
@@ -14,7 +14,6 @@
 //! and `T` is bounded to `[t_min, t_max]`.
 
 pub mod metrics;
-pub mod run;
 pub mod temperature;
 
 pub use metrics::{compute, Metrics, ReliabilityBin, ECE_BINS};

@@ -1,4 +1,4 @@
-//! Temperature scaling (spec §9; PAPER App. A.3.3): one scalar `T > 0` fitted on validation
+//! Temperature scaling (docs/method.md §9; PAPER App. A.3.3): one scalar `T > 0` fitted on validation
 //! logits by minimising NLL, then applied to test logits as `z / T`.
 //!
 //! Two fitting methods:
@@ -9,7 +9,7 @@
 //!   which reaches the same minimum; a 1-D problem needs no quasi-Newton machinery.
 //! - [`TsMethod::Adam`] is the paper's procedure: Adam (lr 1e-3, β₁ 0.9, β₂ 0.999, ε 1e-8)
 //!   on `T` from `T₀ = 1`, full batch, at most 1e5 steps, early stopping on the same
-//!   validation NLL with patience 10. INFERRED (spec §9): `T` itself (not `log T`) is the
+//!   validation NLL with patience 10. INFERRED (docs/method.md §9): `T` itself (not `log T`) is the
 //!   parameter, the monitored NLL is the fitting NLL, the best `T` seen is returned, and `T`
 //!   is projected onto `[t_min, t_max]` after each step so that it stays positive.
 //!
@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 /// minimum (7 steps in the tests) and bisection steps halve the bracket; if the cap ever bound,
 /// the iterate would still lie in the bracket and the NLL check after fitting still applies.
 const NEWTON_MAX_ITERS: usize = 200;
-/// Adam's first-moment decay: PyTorch's default (spec §9 says only "Adam, lr 1e-3").
+/// Adam's first-moment decay: PyTorch's default (docs/method.md §9 says only "Adam, lr 1e-3").
 const ADAM_BETA1: f64 = 0.9;
 /// Adam's second-moment decay: PyTorch's default.
 const ADAM_BETA2: f64 = 0.999;
@@ -46,7 +46,7 @@ pub enum TsMethod {
     Adam,
 }
 
-/// Hyper-parameters of temperature scaling (spec §9). Fit with [`TemperatureParams::fit`].
+/// Hyper-parameters of temperature scaling (docs/method.md §9). Fit with [`TemperatureParams::fit`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemperatureParams {
@@ -126,7 +126,7 @@ pub struct Temperature {
 }
 
 impl TemperatureParams {
-    /// The paper's settings: Adam, lr 1e-3, patience 10, at most 1e5 steps (spec §9).
+    /// The paper's settings: Adam, lr 1e-3, patience 10, at most 1e5 steps (docs/method.md §9).
     pub fn paper() -> Self {
         Self {
             method: TsMethod::Adam,

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-pub use lpft::analysis::run::{analyze_runs, find_runs};
 use lpft::data::Split;
+pub use lpft::rundir::find_runs;
+pub use lpft::stages::analyze::analyze_runs;
 
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {

@@ -19,13 +19,11 @@ use clap::{Args, ValueEnum};
 
 use lpft::data::batch::{Padding, TextTokenizer, TokenizeConfig};
 use lpft::data::{self, LoadOptions};
-use lpft::methods::optim::{AdamW, AdamWConfig};
-use lpft::methods::schedule::{clip_factor, global_grad_norm};
-use lpft::methods::train::cross_entropy;
 use lpft::model::lora::LoraConfig;
 use lpft::model::{Inputs, Mode, ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
 use lpft::ntk::reference::{gram_rows, jacobian_kernel, JACOBIAN_BLOCK};
 use lpft::ntk::{layerwise, EntkConfig, ParamSet};
+use lpft::optim::{AdamW, AdamWConfig};
 use lpft::rng::Streams;
 
 use super::common::{self, ModelArgs};
@@ -81,7 +79,6 @@ fn build(
     trainable: Trainable,
     lora: Option<LoraConfig>,
 ) -> anyhow::Result<(SequenceClassifier, lpft::model::LoadReport)> {
-    let ckpt = files.checkpoint(&Device::Cpu)?;
     let opts = ModelOptions {
         num_labels: 3,
         pooling: Pooling::First,
@@ -89,7 +86,7 @@ fn build(
         model_seed: 1,
         lora,
     };
-    Ok(SequenceClassifier::load(&ckpt, &files.config, &opts)?)
+    Ok(SequenceClassifier::build(files, &opts, &Device::Cpu)?)
 }
 
 fn time(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(f64, f64)> {
@@ -118,12 +115,7 @@ fn train_step(
     } else {
         Mode::Eval
     };
-    let logits = model.forward(inputs, &mut mode)?;
-    let loss = cross_entropy(&logits, labels)?;
-    let grads = loss.backward()?;
-    let vars = opt.vars();
-    let norm = global_grad_norm(&vars, &grads)?;
-    opt.step(&grads, 1e-5, clip_factor(norm, 1.0))?;
+    lpft::methods::train::step(model, opt, inputs, labels, &mut mode, 1e-5, 1.0, (1, 1))?;
     Ok(())
 }
 
@@ -161,7 +153,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .iter()
         .cycle()
         .take(args.batch)
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
+        .map(lpft::data::Example::texts)
         .collect();
     let labels: Vec<usize> = lpft::data::require_labels(&task.train, "cb train")?
         .into_iter()
@@ -232,11 +224,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     files.config.pad_token_id,
                     TokenizeConfig::default(),
                 )?;
-                let train: Vec<(&str, Option<&str>)> = task
-                    .train
-                    .iter()
-                    .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-                    .collect();
+                let train: Vec<(&str, Option<&str>)> =
+                    task.train.iter().map(lpft::data::Example::texts).collect();
                 let y = lpft::data::require_labels(&task.train, "cb train")?;
                 let enc = tok128.encode(&train)?;
                 let x = lpft::methods::lp::features(&model, &tok128, &enc, 32)?;
@@ -317,13 +306,9 @@ fn entk(
         "--reference-examples must be between 1 and --ntk-examples ({n}), got {k}"
     );
     // Tokenised as `lpft ntk` does: up to 128 tokens, one unpadded sequence per example.
-    let mut tok_cfg = TokenizeConfig::default();
-    tok_cfg.max_len = tok_cfg.max_len.min(files.config.max_input_len());
-    let tok = TextTokenizer::load(&files.tokenizer, files.config.pad_token_id, tok_cfg)?;
-    let texts: Vec<(&str, Option<&str>)> = train[..n]
-        .iter()
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
+    let tok = TextTokenizer::for_model(files, TokenizeConfig::default())?;
+    let texts: Vec<(&str, Option<&str>)> =
+        train[..n].iter().map(lpft::data::Example::texts).collect();
     let x = layerwise::single_inputs(&tok, &tok.encode(&texts)?);
     let tokens: usize = x.iter().map(|i| i.seq_len).sum();
     let reference_tokens: usize = x[..k].iter().map(|i| i.seq_len).sum();

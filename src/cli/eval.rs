@@ -7,9 +7,8 @@ use anyhow::Context;
 use clap::Args;
 
 use lpft::data::{self, LoadOptions, Split};
-use lpft::methods::evaluate;
-use lpft::methods::load::load_run;
-use lpft::methods::run::{save_predictions, write_json};
+use lpft::rundir::{save_predictions, write_json};
+use lpft::stages::load::load_run;
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -42,7 +41,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             let mut cfg = trained.config.clone();
             cfg.max_train_samples = None;
             cfg.data_dir = dir.clone();
-            lpft::methods::run::load_task(&cfg)
+            lpft::stages::train::load_task(&cfg)
         }
     }
     .with_context(|| format!("loading task `{task_name}`"))?;
@@ -61,7 +60,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.split
     );
     let what = format!("{} {}", task.task, args.split);
-    let (logits, labels, m) = evaluate::evaluate_run_on(&trained, examples, &what)?;
+    let (logits, labels, m) = lpft::stages::load::evaluate_run_on(&trained, examples, &what)?;
     let name = format!("{}-{}", task.task, args.split);
     let eval_dir = args.run.join("eval");
     write_json(&eval_dir.join(format!("{name}.json")), &m)?;

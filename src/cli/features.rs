@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor};
 use clap::Args;
 
 use lpft::data::Split;
-use lpft::probe::features::extract_features;
+use lpft::probe::features::features;
 
 use super::common::{self, InputArgs, ModelArgs};
 
@@ -39,19 +39,18 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
     );
     let device = Device::Cpu;
     let loaded = common::load(&args.model, input.labels.len().max(2), &device)?;
-    let texts: Vec<(&str, Option<&str>)> = examples
-        .iter()
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
-    let pb = common::progress_bar(texts.len(), &format!("{} {}", input.name, args.split));
+    let encoded = loaded.tokenizer.encode_examples(examples)?;
+    let pb = common::progress_bar(encoded.len(), &format!("{} {}", input.name, args.split));
     let start = std::time::Instant::now();
-    let feats = extract_features(
+    let hidden = loaded.files.config.hidden_size;
+    let feats = features(
         &loaded.model,
         &loaded.tokenizer,
-        &texts,
+        &encoded,
         args.batch_size,
         &mut |done| pb.set_position(done as u64),
     )?;
+    let feats = Tensor::from_vec(feats, (encoded.len(), hidden), &device)?;
     pb.finish_and_clear();
     let labels: Vec<i64> = examples
         .iter()

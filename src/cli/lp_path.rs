@@ -1,5 +1,5 @@
 //! `lpft lp-path`: LP classifier norm and training accuracy against the L-BFGS iteration budget
-//! (spec §8.1, the paper's Fig. 1a/4a; INFERRED: refit at the chosen C with budgets 1, 2, ...,
+//! (docs/method.md §8.1, the paper's Fig. 1a/4a; INFERRED: refit at the chosen C with budgets 1, 2, ...,
 //! no warm start — one observed fit gives every budget's iterate exactly).
 
 use std::path::PathBuf;
@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::Args;
 
 use lpft::methods::lp;
-use lpft::methods::run::{load_task, write_json};
 use lpft::methods::{Method, RunConfig};
+use lpft::rundir::write_json;
+use lpft::stages::train::load_task;
 
 use super::common::{self, ModelArgs};
 
@@ -44,11 +45,8 @@ pub fn run(args: LpPathArgs) -> anyhow::Result<()> {
     cfg.max_train_samples = args.max_train_samples;
     let task = load_task(&cfg).with_context(|| format!("loading task {}", args.task))?;
     let loaded = common::load(&args.model, task.labels.len(), &candle_core::Device::Cpu)?;
-    let texts: Vec<(&str, Option<&str>)> = task
-        .train
-        .iter()
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
+    let texts: Vec<(&str, Option<&str>)> =
+        task.train.iter().map(lpft::data::Example::texts).collect();
     let y = lpft::data::require_labels(&task.train, &format!("{} train", task.task))?;
     let enc = loaded.tokenizer.encode(&texts)?;
     let d = loaded.files.config.hidden_size;

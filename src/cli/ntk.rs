@@ -1,5 +1,5 @@
 //! `lpft ntk --run DIR --split test --max-examples 250`: the empirical NTK of a run at the start
-//! of its gradient stage (spec §7): P and F train×train and <split>×train into `DIR/kernels/`,
+//! of its gradient stage (docs/method.md §7): P and F train×train and <split>×train into `DIR/kernels/`,
 //! their statistics and kernel-regression accuracies into `DIR/kernels/ntk.json`, printed in
 //! the layout of the paper's Table 2.
 
@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use lpft::analysis::kernels::{ntk_run, NtkSummary};
 use lpft::data::Split;
-use lpft::ntk::run::NtkRunConfig;
 use lpft::ntk::{Contraction, EntkProgress, ParamSet};
+use lpft::stages::kernels::{ntk_run, NtkSummary};
+use lpft::stages::ntk::NtkRunConfig;
 
 use super::common;
 

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use lpft::analysis::kernels::{align_runs, ALIGNMENT_FILE};
+use lpft::rundir::ALIGNMENT as ALIGNMENT_FILE;
+use lpft::stages::kernels::align_runs;
 
 #[derive(Args, Debug)]
 pub struct NtkAlignArgs {

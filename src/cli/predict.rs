@@ -7,10 +7,10 @@ use anyhow::Context;
 use clap::Args;
 
 use lpft::calibration::metrics::softmax_rows;
-use lpft::calibration::run::read_temperature;
 use lpft::data::{self, FileFormat, FileSpec, LabelMap};
 use lpft::methods::evaluate;
-use lpft::methods::load::load_run;
+use lpft::stages::calibrate::read_temperature;
+use lpft::stages::load::load_run;
 
 #[derive(Args, Debug)]
 pub struct PredictArgs {
@@ -45,11 +45,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         label: None,
     };
     let examples = data::read_file(&spec, &mut LabelMap::open())?;
-    let texts: Vec<(&str, Option<&str>)> = examples
-        .iter()
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
-    let enc = trained.tokenizer.encode(&texts)?;
+    let enc = trained.tokenizer.encode_examples(&examples)?;
     let logits = evaluate::logits(
         &trained.model,
         &trained.tokenizer,

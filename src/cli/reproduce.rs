@@ -2,17 +2,14 @@
 //! experiment grid (so an interrupted grid continues where it stopped), then writes the report.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
 
 use anyhow::Context;
 use clap::Args;
-use indicatif::ProgressBar;
 
-use lpft::experiment::config::Cell;
 use lpft::experiment::grid::pending;
-use lpft::experiment::{run_grid, ExperimentConfig, GridObserver};
+use lpft::experiment::ExperimentConfig;
 
-use super::common;
+use super::common::{self, label};
 
 #[derive(Args, Debug)]
 pub struct ReproduceArgs {
@@ -74,39 +71,6 @@ impl TryFrom<&ReproduceArgs> for ExperimentConfig {
     }
 }
 
-struct Bars {
-    pb: ProgressBar,
-    log: Mutex<Vec<String>>,
-}
-
-impl GridObserver for Bars {
-    fn cell_started(&self, _index: usize, cell: &Cell) {
-        self.pb.set_message(label(cell));
-    }
-    fn stage(&self, cell: &Cell, stage: &str) {
-        self.pb.set_message(format!("{}: {stage}", label(cell)));
-    }
-    fn cell_finished(&self, cell: &Cell, seconds: f64, error: Option<&str>) {
-        self.pb.inc(1);
-        let line = match error {
-            None => format!("done   {} ({seconds:.0} s)", label(cell)),
-            Some(e) => format!("FAILED {}: {e}", label(cell)),
-        };
-        if self.pb.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            self.pb.println(&line);
-        }
-        if let Ok(mut l) = self.log.lock() {
-            l.push(line);
-        }
-    }
-}
-
-fn label(c: &Cell) -> String {
-    format!("{}/{}/{}/seed-{}", c.variant, c.task, c.method, c.seed)
-}
-
 pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
     let exp = ExperimentConfig::try_from(&args)?;
     let out = args.out.clone().unwrap_or_else(|| {
@@ -116,22 +80,8 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
                 .map_or("experiment".into(), |s| s.to_string_lossy().into_owned()),
         )
     });
-    let cells = exp.cells(&out)?;
-    let todo: Vec<&Cell> = cells
-        .iter()
-        .filter(|c| !pending(&exp, c).is_empty())
-        .collect();
-    eprintln!(
-        "{}: {} cells, {} finished, {} to run ({} job(s)); output {}",
-        exp.name,
-        cells.len(),
-        cells.len() - todo.len(),
-        todo.len(),
-        args.jobs,
-        out.display()
-    );
     if args.dry_run {
-        for c in &cells {
+        for c in &exp.cells(&out)? {
             let p = pending(&exp, c);
             println!(
                 "{:<40} {}",
@@ -145,30 +95,7 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let bars = Bars {
-        pb: common::progress_bar(todo.len(), &exp.name),
-        log: Mutex::new(Vec::new()),
-    };
-    let outcome = run_grid(&exp, &out, args.jobs, &bars)?;
-    bars.pb.finish_and_clear();
-    eprintln!(
-        "grid: {} run now, {} already finished, {} failed, {:.0} s",
-        outcome.completed,
-        outcome.skipped,
-        outcome.failed.len(),
-        outcome.wall_seconds
-    );
-    for (dir, e) in &outcome.failed {
-        eprintln!("  failed: {}: {e}", dir.display());
-    }
-    let report_dir = out.join("report");
-    let report = lpft::report::write_report(&out.join("runs"), &report_dir)
-        .with_context(|| format!("writing the report to {}", report_dir.display()))?;
+    let (report, failed) = common::run_experiment(&exp, &out, args.jobs)?;
     super::report::print_summary(&report);
-    anyhow::ensure!(
-        outcome.failed.is_empty(),
-        "{} cell(s) failed (see above); rerun the same command to retry them",
-        outcome.failed.len()
-    );
-    Ok(())
+    failed
 }

@@ -1,4 +1,4 @@
-//! `lpft sweep-norm`: the norm-scaling experiment (spec §8.2, the paper's Fig. 3/11): the head is
+//! `lpft sweep-norm`: the norm-scaling experiment (docs/method.md §8.2, the paper's Fig. 3/11): the head is
 //! multiplied by κ right before the gradient stage, and the feature change Diff(F) is recorded
 //! against the resulting head norm.
 
@@ -8,8 +8,9 @@ use clap::Args;
 use serde::Serialize;
 
 use lpft::data::Split;
-use lpft::methods::run::{read_metrics, run_dir, write_json, RunOptions};
-use lpft::methods::{self, RunConfig};
+use lpft::methods::RunConfig;
+use lpft::rundir::{read_metrics, run_dir, write_json};
+use lpft::stages::train::{self, RunOptions};
 
 use super::analyze::analyze_runs;
 use super::train::{BarObserver, TrainArgs};
@@ -64,7 +65,7 @@ pub fn run(mut args: SweepNormArgs) -> anyhow::Result<()> {
                 resume: true,
                 overwrite: args.train.overwrite,
             };
-            methods::run(&cfg, &root, &opts, &mut BarObserver::new())?;
+            train::run(&cfg, &root, &opts, &mut BarObserver::new())?;
         }
         dirs.push((kappa, dir));
     }

@@ -8,10 +8,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use lpft::data::batch::Padding;
 use lpft::data::FileTask;
-use lpft::methods::run::{Observer, RunOptions};
-use lpft::methods::train::EpochRecord;
-use lpft::methods::{self, Method, RunConfig};
+use lpft::methods::progress::EpochRecord;
+use lpft::methods::Observer;
+use lpft::methods::{Method, RunConfig};
 use lpft::model::Pooling;
+use lpft::stages::train::{self, RunOptions};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
@@ -296,7 +297,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         overwrite: args.overwrite,
     };
     let mut obs = BarObserver::new();
-    let outcome = methods::run(&cfg, &args.out, &opts, &mut obs)
+    let outcome = train::run(&cfg, &args.out, &opts, &mut obs)
         .with_context(|| format!("training {} {} seed {}", cfg.task, cfg.method, cfg.seed))?;
     let m = &outcome.metrics;
     println!("run {}", outcome.dir.display());

@@ -109,6 +109,19 @@ impl TextTokenizer {
         })
     }
 
+    /// Tokenises examples (their [`super::Example::texts`]), unpadded, in order.
+    pub fn encode_examples(&self, examples: &[super::Example]) -> Result<Vec<Encoded>> {
+        let texts: Vec<(&str, Option<&str>)> = examples.iter().map(super::Example::texts).collect();
+        self.encode(&texts)
+    }
+
+    /// The tokenizer of a model directory, with `cfg`'s maximum length clamped to what the
+    /// model's position table allows and the model's pad id.
+    pub fn for_model(files: &crate::model::ModelFiles, mut cfg: TokenizeConfig) -> Result<Self> {
+        cfg.max_len = cfg.max_len.min(files.config.max_input_len());
+        Self::load(&files.tokenizer, files.config.pad_token_id, cfg)
+    }
+
     /// The settings in force.
     pub fn config(&self) -> TokenizeConfig {
         self.cfg

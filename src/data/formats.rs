@@ -1,4 +1,4 @@
-//! Low-level readers for the original distribution formats of spec §4 and for user data files:
+//! Low-level readers for the original distribution formats of docs/method.md §4 and for user data files:
 //! JSONL (one object per line), CSV (header row, standard `"` quoting), TSV (header row or
 //! positional columns, **quoting disabled**) and plain text (one example per line).
 //!

@@ -1,7 +1,7 @@
-//! Datasets: the built-in tasks of the paper, user data files, and the split protocol (spec §4).
+//! Datasets: the built-in tasks of the paper, user data files, and the split protocol (docs/method.md §4).
 //!
 //! - [`tasks`]: the task registry (CB, RTE, BoolQ, WiC, WSC, SST-2, MRPC, CoLA, GLUE-RTE, SST-5,
-//!   SST-5→3, DynaSent), each task's inputs, label names and metric (spec §4 table), read from
+//!   SST-5→3, DynaSent), each task's inputs, label names and metric (docs/method.md §4 table), read from
 //!   the original distribution formats.
 //! - [`split`]: the paper's split protocol (train 9:1 without shuffling, original dev = test).
 //! - [`formats`]: low-level JSONL / CSV / TSV / text readers and the generic [`read_file`].
@@ -47,7 +47,14 @@ pub struct Example {
     pub label: Option<usize>,
 }
 
-/// One of the three splits of a task after the paper's protocol (spec §4).
+impl Example {
+    /// The texts as the tokenizer takes them: `(text_a, text_b)`.
+    pub fn texts(&self) -> (&str, Option<&str>) {
+        (self.text_a.as_str(), self.text_b.as_deref())
+    }
+}
+
+/// One of the three splits of a task after the paper's protocol (docs/method.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
@@ -98,7 +105,7 @@ impl FromStr for Split {
     }
 }
 
-/// The task metric reported in the paper's tables (spec §4 notes).
+/// The task metric reported in the paper's tables (docs/method.md §4 notes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskMetric {
@@ -179,7 +186,7 @@ pub fn require_labels(examples: &[Example], what: &str) -> crate::error::Result<
 /// Options for [`load_task`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadOptions {
-    /// Keep only the first k rows of the train part, after the 9:1 split (spec §4,
+    /// Keep only the first k rows of the train part, after the 9:1 split (docs/method.md §4,
     /// `--max_train_samples`; not random). `None` keeps all.
     pub max_train_samples: Option<usize>,
 }

@@ -1,4 +1,4 @@
-//! The paper's split protocol (spec §4, from Chen et al. 2022 / PETuning).
+//! The paper's split protocol (docs/method.md §4, from Chen et al. 2022 / PETuning).
 //!
 //! PAPER/REF: the original training split is cut 9:1 into train/validation **without
 //! shuffling** — HF `train_test_split(test_size=0.1, shuffle=False)`, so validation is the last

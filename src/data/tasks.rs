@@ -1,4 +1,4 @@
-//! The built-in tasks of the paper (spec §4 table): their files, inputs, label names and metric.
+//! The built-in tasks of the paper (docs/method.md §4 table): their files, inputs, label names and metric.
 //!
 //! Each task reads its original distribution under a data directory laid out like
 //! the layout of the datasets' original distributions (which `lpft fetch-data` installs):
@@ -22,8 +22,8 @@
 //! booleans and WiC's `T`/`F` are accepted as aliases. The split protocol is in
 //! [`super::split`]; the metric is accuracy except for CoLA (MCC).
 //!
-//! PAPER: WiC and WSC use the PETuning "template 0" inputs quoted in spec §4.
-//! INFERRED: the 3-class sentiment order follows spec §4 for the BOSS sentiment sets (0 negative,
+//! PAPER: WiC and WSC use the PETuning "template 0" inputs quoted in docs/method.md §4.
+//! INFERRED: the 3-class sentiment order follows docs/method.md §4 for the BOSS sentiment sets (0 negative,
 //! 1 positive, 2 neutral), so that `sst5-3` and `dynasent` share ids with a BOSS-style Amazon task.
 
 use std::path::{Path, PathBuf};
@@ -135,7 +135,7 @@ impl Task {
         }
     }
 
-    /// The fixed label map: names in id order (spec §4) plus the aliases found in the files.
+    /// The fixed label map: names in id order (docs/method.md §4) plus the aliases found in the files.
     pub fn label_map(self) -> LabelMap {
         const NO: &[&str] = &["false", "False", "F", "0"];
         const YES: &[&str] = &["true", "True", "T", "1"];
@@ -382,7 +382,7 @@ pub fn task_names() -> &'static [&'static str] {
 /// Loads a built-in task by name from exactly `data_dir` (laid out as [`Task::layouts`] says;
 /// [`super::find_task`] searches the standard places instead).
 ///
-/// Applies the paper's split protocol (spec §4): the original train split gives train (first
+/// Applies the paper's split protocol (docs/method.md §4): the original train split gives train (first
 /// n − ⌈0.1·n⌉ rows, then the first `opts.max_train_samples`) and validation (last ⌈0.1·n⌉ rows);
 /// the original validation/dev split is the test split. An OOD set (`dynasent`) fills only
 /// `test`. All examples are labelled.
@@ -489,7 +489,7 @@ fn read_plain(
     finish(path, raws, labels)
 }
 
-/// PAPER (spec §4, PETuning template 0): WiC as one text.
+/// PAPER (docs/method.md §4, PETuning template 0): WiC as one text.
 fn wic_text(word: &str, sentence1: &str, sentence2: &str) -> String {
     format!("{sentence1} {sentence2} Does {word} have the same meaning in both sentences?")
 }

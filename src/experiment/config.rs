@@ -256,12 +256,20 @@ impl ExperimentConfig {
     /// (line and column) or the first invalid value.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let cfg: ExperimentConfig = toml::from_str(&text)
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates an experiment from its TOML text; `path` names it in errors.
+    ///
+    /// # Errors
+    /// As [`ExperimentConfig::from_file`].
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let cfg: ExperimentConfig = toml::from_str(text)
             .map_err(|e| invalid(&path.display().to_string(), e.to_string()))?;
         cfg.validate().map_err(|e| {
             let message = e.to_string();
             // serde names a misspelt key of an override table but not its place: find its line.
-            match unknown_field(&message).and_then(|key| line_of_key(&text, key).map(|l| (key, l)))
+            match unknown_field(&message).and_then(|key| line_of_key(text, key).map(|l| (key, l)))
             {
                 Some((key, line)) => Error::Parse {
                     path: path.to_path_buf(),
@@ -374,7 +382,7 @@ impl ExperimentConfig {
                         }
                         cfg.validate()?;
                         let root = out.join("runs").join(variant);
-                        let dir = crate::methods::run::run_dir(&root, &cfg);
+                        let dir = crate::rundir::run_dir(&root, &cfg);
                         cells.push(Cell {
                             variant: variant.to_string(),
                             task: task.clone(),

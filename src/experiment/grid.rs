@@ -13,25 +13,20 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::kernels::{align_runs, ntk_run, ALIGNMENT_FILE, NTK_FILE};
-use crate::analysis::run::{analyze_runs, ANALYSIS_FILE};
-use crate::calibration::run::calibrate_run;
 use crate::calibration::{TemperatureParams, TsMethod};
-use crate::data::{self, LabelMap, LoadOptions};
+use crate::data;
 use crate::error::{Error, Result};
 use crate::experiment::config::{Cell, ExperimentConfig, OodSet};
-use crate::methods::load::load_run;
-use crate::methods::lp::{lp_path_of_run, LP_PATH_FILE};
-use crate::methods::run::{save_predictions, write_json, Observer, RunOptions};
-use crate::methods::{self, Method};
-use crate::ntk::run::NtkRunConfig;
+use crate::methods::{Method, Observer};
 use crate::ntk::Contraction;
-
-/// `experiment.json` at the output root: the experiment and its cells (what `report` reads to
-/// name variants).
-pub const EXPERIMENT_FILE: &str = "experiment.json";
-/// `cell.json` in each run directory: which experiment, variant and κ it belongs to.
-pub const CELL_FILE: &str = "cell.json";
+use crate::rundir::{self, write_json};
+use crate::stages::analyze::analyze_runs;
+use crate::stages::calibrate::calibrate_run;
+use crate::stages::kernels::{align_runs, ntk_run};
+use crate::stages::lp_path::lp_path_of_run;
+use crate::stages::ntk::NtkRunConfig;
+use crate::stages::ood::{evaluate_ood as evaluate_ood_stage, OodData};
+use crate::stages::train::{self, RunOptions};
 
 /// What `cell.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,18 +121,22 @@ pub fn pending(exp: &ExperimentConfig, cell: &Cell) -> Pending {
     let sweep = cell.config.head_scale != 1.0;
     let features = exp.analyses.features.is_some() || sweep;
     Pending {
-        train: !d.join("metrics.json").exists(),
-        features: features && !d.join(ANALYSIS_FILE).exists(),
+        train: !rundir::is_finished(d),
+        features: features && !d.join(rundir::ANALYSIS).exists(),
         calibration: exp.analyses.calibration.is_some()
             && !sweep
-            && !d.join("calibration.json").exists(),
+            && !d.join(rundir::CALIBRATION).exists(),
         lp_path: exp.analyses.lp_path
             && cell.method == Method::Lp
-            && !d.join(LP_PATH_FILE).exists(),
-        ntk: wants_ntk(exp, cell) && !d.join(NTK_FILE).exists(),
+            && !d.join(rundir::LP_PATH).exists(),
+        ntk: wants_ntk(exp, cell) && !d.join(rundir::NTK_SUMMARY).exists(),
         ood: ood_sets(exp, cell)
             .into_iter()
-            .filter(|o| !d.join("ood").join(format!("{}.json", o.name)).exists())
+            .filter(|o| {
+                !d.join(rundir::OOD_DIR)
+                    .join(format!("{}.json", o.name))
+                    .exists()
+            })
             .map(|o| o.name.clone())
             .collect(),
     }
@@ -170,10 +169,10 @@ fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Resu
             overwrite: false,
         };
         let mut o = StageObserver { grid: obs, cell };
-        methods::run(&cell.config, &root, &opts, &mut o)?;
+        train::run(&cell.config, &root, &opts, &mut o)?;
     }
     write_json(
-        &cell.dir.join(CELL_FILE),
+        &cell.dir.join(rundir::CELL),
         &CellInfo {
             experiment: exp.name.clone(),
             variant: cell.variant.clone(),
@@ -201,7 +200,7 @@ fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Resu
             _ => TemperatureParams::default(),
         };
         let report = calibrate_run(&cell.dir, &params)?;
-        write_json(&cell.dir.join("calibration.json"), &report)?;
+        write_json(&cell.dir.join(rundir::CALIBRATION), &report)?;
     }
     if todo.lp_path {
         obs.stage(cell, "lp-path");
@@ -230,45 +229,19 @@ fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Resu
     Ok(())
 }
 
-/// Metrics of a run on an OOD set (`ood/<name>.json`, predictions `ood/<name>.safetensors`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OodResult {
-    pub name: String,
-    pub source: String,
-    pub metrics: crate::calibration::metrics::Metrics,
-}
-
 fn evaluate_ood(exp: &ExperimentConfig, cell: &Cell, set: &OodSet) -> Result<()> {
-    let trained = load_run(&cell.dir)?;
-    let labels = &trained.metrics.labels;
-    let (examples, source) = match (&set.task, &set.file) {
-        (Some(task), _) => {
-            let (t, _) = data::find_task(task, exp.data_dir.as_deref(), &LoadOptions::default())?;
-            if &t.labels != labels {
-                return Err(Error::InvalidArgument {
-                    field: format!("ood.{}", set.name),
-                    reason: format!(
-                        "task {task} has labels {:?}, the run was trained on {labels:?}",
-                        t.labels
-                    ),
-                });
-            }
-            (t.split(set.split).to_vec(), format!("{task}/{}", set.split))
-        }
-        (None, Some(file)) => {
-            let spec = data::FileSpec {
-                path: file.clone(),
-                format: set.format,
-                text_a: set.text_a.clone(),
-                text_b: set.text_b.clone(),
-                label: Some(set.label.clone()),
-            };
-            let mut map = LabelMap::fixed(labels.iter().map(String::as_str));
-            (
-                data::read_file(&spec, &mut map)?,
-                file.display().to_string(),
-            )
-        }
+    let data = match (&set.task, &set.file) {
+        (Some(task), _) => OodData::Task {
+            task: task.clone(),
+            split: set.split,
+        },
+        (None, Some(file)) => OodData::File(data::FileSpec {
+            path: file.clone(),
+            format: set.format,
+            text_a: set.text_a.clone(),
+            text_b: set.text_b.clone(),
+            label: Some(set.label.clone()),
+        }),
         (None, None) => {
             return Err(Error::InvalidArgument {
                 field: format!("ood.{}", set.name),
@@ -276,17 +249,7 @@ fn evaluate_ood(exp: &ExperimentConfig, cell: &Cell, set: &OodSet) -> Result<()>
             })
         }
     };
-    let (z, y, m) = methods::evaluate::evaluate_run_on(&trained, &examples, &source)?;
-    let out = cell.dir.join("ood");
-    save_predictions(&out, &set.name, &z, &y, labels.len())?;
-    write_json(
-        &out.join(format!("{}.json", set.name)),
-        &OodResult {
-            name: set.name.clone(),
-            source,
-            metrics: m,
-        },
-    )
+    evaluate_ood_stage(&cell.dir, &set.name, &data, exp.data_dir.as_deref()).map(|_| ())
 }
 
 /// Runs every unfinished cell of `exp` under `out` with `jobs` cells at a time, then the
@@ -311,9 +274,9 @@ pub fn run_grid(
         .filter(|c| !pending(exp, c).is_empty())
         .collect();
     // Recorded up front too, so a report of a grid still running has its name.
-    if !out.join(EXPERIMENT_FILE).exists() {
+    if !out.join(rundir::EXPERIMENT).exists() {
         write_json(
-            &out.join(EXPERIMENT_FILE),
+            &out.join(rundir::EXPERIMENT),
             &ExperimentRecord {
                 config: exp.clone(),
                 cells: cells.clone(),
@@ -365,20 +328,21 @@ pub fn run_grid(
                     && c.seed == lora.seed
             });
             let Some(ft) = ft else { continue };
-            let ready = lora.dir.join(NTK_FILE).exists() && ft.dir.join(NTK_FILE).exists();
-            if ready && !lora.dir.join(ALIGNMENT_FILE).exists() {
+            let ready = lora.dir.join(rundir::NTK_SUMMARY).exists()
+                && ft.dir.join(rundir::NTK_SUMMARY).exists();
+            if ready && !lora.dir.join(rundir::ALIGNMENT).exists() {
                 let groups = lora.config.lora.targets.clone();
                 if let Err(e) = align_runs(&lora.dir, &ft.dir, &groups) {
                     outcome
                         .failed
-                        .push((lora.dir.join(ALIGNMENT_FILE), error_chain(&e)));
+                        .push((lora.dir.join(rundir::ALIGNMENT), error_chain(&e)));
                 }
             }
         }
     }
     outcome.wall_seconds = started.elapsed().as_secs_f64();
     write_json(
-        &out.join(EXPERIMENT_FILE),
+        &out.join(rundir::EXPERIMENT),
         &ExperimentRecord {
             config: exp.clone(),
             cells,

@@ -2,8 +2,8 @@
 //! method × seed, variants, norm-sweep factors), and [`grid::run_grid`] trains each unfinished
 //! cell and runs the requested analyses on it — the pipeline behind `lpft reproduce`.
 //!
-//! Deviation from STYLE's layout (which has no such module): the grid is neither a method nor a
-//! report, and `report` only reads run directories, so it gets its own module between them.
+//! The grid runs the stages ([`crate::stages`]) over its cells; `report` only reads run
+//! directories, so the grid sits between them.
 
 pub mod config;
 pub mod grid;

@@ -1,6 +1,6 @@
 //! `RunConfig`: everything that defines a run, saved as the run's `config.json`.
 //!
-//! Per-method defaults for batch size and learning rate are the paper's Table 6 (spec §3);
+//! Per-method defaults for batch size and learning rate are the paper's Table 6 (docs/method.md §3);
 //! every value can be overridden. The resolved config is what gets saved, so a run directory is
 //! enough to rerun it.
 
@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::batch::TokenizeConfig;
 use crate::data::FileTask;
 use crate::error::{Error, Result};
-use crate::methods::optim::AdamWConfig;
 use crate::model::lora::LoraConfig;
-use crate::model::Pooling;
+use crate::model::{ModelOptions, Pooling, Trainable};
+use crate::optim::AdamWConfig;
 use crate::probe::logreg::SklearnCompat;
 
 /// A fine-tuning method of the paper.
@@ -68,7 +68,7 @@ impl Method {
         matches!(self, Method::Lora | Method::LpLora)
     }
 
-    /// The paper's Table 6 batch size and learning rate for `task` (spec §3); tasks outside
+    /// The paper's Table 6 batch size and learning rate for `task` (docs/method.md §3); tasks outside
     /// the table get the CB values.
     pub fn table6_defaults(self, task: &str) -> (usize, f64) {
         let col = match task {
@@ -142,7 +142,7 @@ fn default_cs() -> Vec<f64> {
         .collect()
 }
 
-/// The LP stage (spec §2.1).
+/// The LP stage (docs/method.md §2.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LpConfig {
@@ -219,7 +219,7 @@ pub struct RunConfig {
     pub train: TrainConfig,
     /// LoRA settings (used by LoRA and LP-LoRA).
     pub lora: LoraConfig,
-    /// κ of the norm-scaling experiment (spec §8.2): the head V is multiplied by κ right
+    /// κ of the norm-scaling experiment (docs/method.md §8.2): the head V is multiplied by κ right
     /// before the gradient stage (after random init for FT/LoRA, after LP for LP-FT/LP-LoRA).
     /// INFERRED: V only, b is not scaled. 1 = no scaling.
     #[serde(default = "one")]
@@ -257,6 +257,18 @@ impl RunConfig {
             },
             lora: LoraConfig::default(),
             head_scale: 1.0,
+        }
+    }
+
+    /// The options to build this run's model with: its pooling, model seed and (for LoRA
+    /// methods) adapters, with a `num_labels`-class head and `trainable` parameters.
+    pub fn model_options(&self, num_labels: usize, trainable: Trainable) -> ModelOptions {
+        ModelOptions {
+            num_labels,
+            pooling: self.pooling,
+            trainable,
+            model_seed: self.model_seed,
+            lora: self.method.uses_lora().then(|| self.lora.clone()),
         }
     }
 

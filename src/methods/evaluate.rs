@@ -1,4 +1,4 @@
-//! Evaluation of a model on a split: eval-mode logits and the per-run metrics (spec §5).
+//! Evaluation of a model on a split: eval-mode logits and the per-run metrics (docs/method.md §5).
 
 use candle_core::DType;
 
@@ -43,40 +43,4 @@ pub fn evaluate(
     let z = logits(model, tokenizer, encoded, batch_size)?;
     let m = metrics::compute(&z, labels, model.head.num_labels())?;
     Ok((z, m))
-}
-
-/// Logits and metrics of a loaded run on labelled `examples` (its own split, or another data
-/// set with the same labels).
-///
-/// # Errors
-/// [`crate::Error::InvalidArgument`] naming the example without a label (`what` names the data);
-/// tokenizer and model errors.
-pub fn evaluate_run_on(
-    trained: &crate::methods::load::TrainedRun,
-    examples: &[crate::data::Example],
-    what: &str,
-) -> Result<(Vec<f64>, Vec<usize>, Metrics)> {
-    let labels: Vec<usize> = examples
-        .iter()
-        .enumerate()
-        .map(|(i, e)| {
-            e.label.ok_or_else(|| crate::Error::InvalidArgument {
-                field: what.to_string(),
-                reason: format!("example {} has no label", i + 1),
-            })
-        })
-        .collect::<Result<_>>()?;
-    let texts: Vec<(&str, Option<&str>)> = examples
-        .iter()
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
-    let enc = trained.tokenizer.encode(&texts)?;
-    let (z, m) = evaluate(
-        &trained.model,
-        &trained.tokenizer,
-        &enc,
-        &labels,
-        trained.config.train.eval_batch_size,
-    )?;
-    Ok((z, labels, m))
 }

@@ -1,17 +1,16 @@
-//! The LP stage (spec §2.1): frozen eval-mode features of the training split, then L2
+//! The LP stage (docs/method.md §2.1): frozen eval-mode features of the training split, then L2
 //! multinomial logistic regression (cross-validated like scikit-learn's `LogisticRegressionCV`,
 //! or with a fixed C), installed into the head.
 //!
 //! REF: for a binary task the installed head is [−w/2; w/2], [−c/2; c/2] (half the logit gap
 //! of scikit-learn's own model); see [`crate::probe::logreg::LogReg::head`].
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use crate::data::batch::{length_bucketed, Encoded, TextTokenizer};
 use crate::error::Result;
 use crate::methods::config::LpConfig;
-use crate::model::{Mode, SequenceClassifier};
+use crate::model::SequenceClassifier;
 use crate::probe::cv::LogRegCvParams;
 use crate::probe::logreg::{LogReg, LogRegParams};
 
@@ -37,30 +36,7 @@ pub struct LpSummary {
     pub binary_halving: bool,
 }
 
-/// Eval-mode features `[n, h]` of `encoded` (f64, row-major), in input order.
-pub fn features(
-    model: &SequenceClassifier,
-    tokenizer: &TextTokenizer,
-    encoded: &[Encoded],
-    batch_size: usize,
-) -> Result<Vec<f64>> {
-    let h = model.encoder.config().hidden_size;
-    let mut out = vec![0f64; encoded.len() * h];
-    let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
-    for idx in length_bucketed(&lengths, batch_size) {
-        let rows: Vec<&Encoded> = idx.iter().map(|&i| &encoded[i]).collect();
-        let inputs = tokenizer.batch(&rows);
-        let f = model
-            .features(&inputs, &mut Mode::Eval)?
-            .detach()
-            .to_dtype(DType::F64)?;
-        let f: Vec<Vec<f64>> = f.to_vec2()?;
-        for (row, &i) in f.iter().zip(&idx) {
-            out[i * h..(i + 1) * h].copy_from_slice(row);
-        }
-    }
-    Ok(out)
-}
+pub use crate::probe::features::features_f64 as features;
 
 /// Fits the probe on features `x` `[n, d]` with labels `y`. Returns the model, the C used, and
 /// the mean CV accuracy per candidate C when C was cross-validated.
@@ -130,7 +106,7 @@ pub fn install_head(
     Ok(())
 }
 
-/// One point of the LP path: the probe after `iteration` L-BFGS iterations (spec §8.1).
+/// One point of the LP path: the probe after `iteration` L-BFGS iterations (docs/method.md §8.1).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LpPathPoint {
     pub iteration: usize,
@@ -152,11 +128,8 @@ pub struct LpPath {
     pub points: Vec<LpPathPoint>,
 }
 
-/// The file [`lp_path_of_run`] writes into an LP run directory.
-pub const LP_PATH_FILE: &str = "lp-path.json";
-
 /// Refits the probe at `c` from scratch on features `x` `[n, d]` and records every iterate
-/// (INFERRED, spec §8.1: budgets 1, 2, … without warm start — the iterate after t iterations is
+/// (INFERRED, docs/method.md §8.1: budgets 1, 2, … without warm start — the iterate after t iterations is
 /// exactly the fit with `max_iter = t`).
 ///
 /// # Errors
@@ -198,60 +171,4 @@ pub fn lp_path(
         converged: fit.converged,
         points,
     })
-}
-
-/// The LP path of a finished run with an LP stage, at the run's C, on its training split (all of
-/// it, as the LP stage saw it); written to `lp-path.json` in the run.
-///
-/// # Errors
-/// [`crate::Error::InvalidArgument`] for a run without an LP stage; loading and fitting errors.
-pub fn lp_path_of_run(dir: &std::path::Path) -> Result<LpPath> {
-    let trained = crate::methods::load::load_run(dir)?;
-    let cfg = &trained.config;
-    let lp = trained
-        .metrics
-        .lp
-        .as_ref()
-        .ok_or_else(|| crate::Error::InvalidArgument {
-            field: "run".into(),
-            reason: format!("{} has no LP stage", dir.display()),
-        })?;
-    let task = crate::methods::run::load_task(cfg)?;
-    let y = crate::data::require_labels(&task.train, &format!("{} train", task.task))?;
-    let texts: Vec<(&str, Option<&str>)> = task
-        .train
-        .iter()
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
-    let enc = trained.tokenizer.encode(&texts)?;
-    // The run's model has the pre-trained encoder for LP; for LP-FT / LP-LoRA the encoder was
-    // trained afterwards, so take the features from the pre-trained checkpoint.
-    let base = if cfg.method == crate::methods::Method::Lp {
-        None
-    } else {
-        let ckpt = trained.files.checkpoint(&candle_core::Device::Cpu)?;
-        let opts = crate::model::ModelOptions {
-            num_labels: task.labels.len(),
-            pooling: cfg.pooling,
-            trainable: crate::model::Trainable::None,
-            model_seed: 0,
-            lora: None,
-        };
-        Some(SequenceClassifier::load(&ckpt, &trained.files.config, &opts)?.0)
-    };
-    let model = base.as_ref().unwrap_or(&trained.model);
-    let d = trained.files.config.hidden_size;
-    let x = features(model, &trained.tokenizer, &enc, cfg.train.eval_batch_size)?;
-    let path = lp_path(
-        &cfg.lp,
-        lp.c,
-        &x,
-        y.len(),
-        d,
-        &y,
-        task.labels.len(),
-        cfg.lp.max_iter,
-    )?;
-    crate::methods::run::write_json(&dir.join(LP_PATH_FILE), &path)?;
-    Ok(path)
 }

@@ -1,4 +1,4 @@
-//! The gradient stage (spec §2.2): AdamW, linear decay, global-norm clipping, dropout,
+//! The gradient stage (docs/method.md §2.2): AdamW, linear decay, global-norm clipping, dropout,
 //! evaluation on the validation split after every epoch, best-validation checkpoint.
 //!
 //! Randomness: epoch e shuffles with the stream `data_order/epoch-e` and draws dropout from
@@ -15,33 +15,59 @@ use crate::calibration::metrics::Metrics;
 use crate::data::batch::{Encoded, TextTokenizer};
 use crate::data::TaskMetric;
 use crate::error::{Error, Result};
-use crate::methods::checkpoint::{CheckpointDir, TrainState};
 use crate::methods::config::TrainConfig;
 use crate::methods::evaluate;
-use crate::methods::optim::AdamW;
-use crate::methods::run::Observer;
-use crate::methods::schedule::{clip_factor, global_grad_norm, LinearSchedule};
+use crate::methods::progress::{EpochRecord, Observer};
 use crate::model::{ops, Mode, SequenceClassifier};
+use crate::optim::schedule::{clip_factor, global_grad_norm, LinearSchedule};
+use crate::optim::{AdamW, Moments};
 use crate::rng::Streams;
 
-/// One epoch of the history (`history.jsonl`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's batches.
-    pub train_loss: f64,
-    /// Mean global gradient norm before clipping.
-    pub grad_norm: f64,
-    /// Learning rate after the epoch's last step.
-    pub lr: f64,
-    /// ‖V‖_F at the end of the epoch.
-    pub classifier_norm: f64,
-    pub validation: Metrics,
-    /// Wall time of the epoch (training and evaluation), seconds.
-    pub seconds: f64,
-    /// Training examples per second.
-    pub examples_per_s: f64,
+/// Progress of the gradient stage after a completed epoch.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Completed epochs.
+    pub epochs_done: usize,
+    /// Optimiser steps taken.
+    pub step: usize,
+    /// Best validation score so far and its (1-based) epoch.
+    pub best_score: Option<f64>,
+    pub best_epoch: Option<usize>,
+    /// Per-epoch records so far.
+    pub history: Vec<EpochRecord>,
+}
+
+/// Where the gradient stage keeps its resumable state and its best parameters: the run
+/// directory's `checkpoint/` ([`crate::rundir::CheckpointDir`]), so that this module does no
+/// file I/O of its own.
+pub trait Checkpoints {
+    /// Whether a resumable state exists.
+    fn has_state(&self) -> bool;
+    /// The state after the last completed epoch: progress, parameter values, moments.
+    #[allow(clippy::type_complexity)]
+    fn load_state(
+        &self,
+        device: &candle_core::Device,
+    ) -> Result<(
+        TrainState,
+        BTreeMap<String, Tensor>,
+        BTreeMap<String, Moments>,
+    )>;
+    /// Saves the state after an epoch, as one unit.
+    fn save_state(
+        &self,
+        vars: &BTreeMap<String, Var>,
+        moments: &BTreeMap<String, Moments>,
+        state: &TrainState,
+    ) -> Result<()>;
+    /// Saves the parameters of the best epoch so far.
+    fn save_best(&self, vars: &BTreeMap<String, Var>, epoch: usize) -> Result<()>;
+    /// The parameters saved for `epoch` by [`Checkpoints::save_best`].
+    fn load_best(
+        &self,
+        device: &candle_core::Device,
+        epoch: usize,
+    ) -> Result<BTreeMap<String, Tensor>>;
 }
 
 /// The data and settings of a gradient stage.
@@ -76,12 +102,58 @@ pub fn cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
     Ok((logp.mul(&onehot)?.sum_all()? * (-1.0 / b as f64))?)
 }
 
+/// What one optimiser step saw.
+#[derive(Debug, Clone, Copy)]
+pub struct StepOutcome {
+    /// The batch's mean cross-entropy before the update.
+    pub loss: f64,
+    /// The global gradient norm before clipping.
+    pub grad_norm: f64,
+}
+
+/// One optimiser step on a batch: forward in `mode` (dropout in training), cross-entropy,
+/// backward, global-norm clipping to `max_grad_norm` (0: none), AdamW at `lr`. The step of the
+/// gradient stage, and of `lpft bench`'s step workloads.
+///
+/// # Errors
+/// [`Error::NonFiniteLoss`] (with `epoch` and `step` for the message) when the loss is not
+/// finite, before any update; tensor errors.
+#[allow(clippy::too_many_arguments)]
+pub fn step(
+    model: &SequenceClassifier,
+    opt: &mut AdamW,
+    inputs: &crate::model::Inputs,
+    labels: &[usize],
+    mode: &mut Mode,
+    lr: f64,
+    max_grad_norm: f64,
+    (epoch, step): (usize, usize),
+) -> Result<StepOutcome> {
+    let logits = model.forward(inputs, mode)?;
+    let loss = cross_entropy(&logits, labels)?;
+    let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    if !loss_value.is_finite() {
+        return Err(Error::NonFiniteLoss {
+            epoch,
+            step,
+            loss: loss_value,
+        });
+    }
+    let grads = loss.backward()?;
+    let norm = global_grad_norm(&opt.vars(), &grads)?;
+    opt.step(&grads, lr, clip_factor(norm, max_grad_norm))?;
+    Ok(StepOutcome {
+        loss: loss_value,
+        grad_norm: norm,
+    })
+}
+
 /// Runs (or resumes) the gradient stage and leaves the best-validation parameters in `vars`.
 pub fn train(
     model: &SequenceClassifier,
     vars: &BTreeMap<String, Var>,
     inputs: &TrainInputs,
-    ckpt: &CheckpointDir,
+    ckpt: &dyn Checkpoints,
     resume: bool,
     observer: &mut dyn Observer,
 ) -> Result<TrainState> {
@@ -104,7 +176,6 @@ pub fn train(
         state = saved;
     }
     let streams = Streams::new(inputs.seed);
-    let var_list: Vec<&Var> = vars.values().collect();
     for epoch in state.epochs_done + 1..=cfg.epochs {
         let start = std::time::Instant::now();
         let mut order: Vec<usize> = (0..n).collect();
@@ -116,28 +187,23 @@ pub fn train(
             let rows: Vec<&Encoded> = idx.iter().map(|&j| &inputs.train[j]).collect();
             let labels: Vec<usize> = idx.iter().map(|&j| inputs.train_labels[j]).collect();
             let batch = inputs.tokenizer.batch(&rows);
-            let logits = model.forward(
-                &batch,
-                &mut Mode::Train {
-                    rng: &mut dropout_rng,
-                },
-            )?;
-            let loss = cross_entropy(&logits, &labels)?;
-            let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-            if !loss_value.is_finite() {
-                return Err(Error::NonFiniteLoss {
-                    epoch,
-                    step: i + 1,
-                    loss: loss_value,
-                });
-            }
-            let grads = loss.backward()?;
-            let norm = global_grad_norm(&var_list, &grads)?;
             lr = schedule.lr(opt.step_count());
-            opt.step(&grads, lr, clip_factor(norm, cfg.max_grad_norm))?;
-            loss_sum += loss_value;
-            norm_sum += norm;
-            observer.step(i + 1, loss_value, idx.len());
+            let mut mode = Mode::Train {
+                rng: &mut dropout_rng,
+            };
+            let out = step(
+                model,
+                &mut opt,
+                &batch,
+                &labels,
+                &mut mode,
+                lr,
+                cfg.max_grad_norm,
+                (epoch, i + 1),
+            )?;
+            loss_sum += out.loss;
+            norm_sum += out.grad_norm;
+            observer.step(i + 1, out.loss, idx.len());
         }
         let train_seconds = start.elapsed().as_secs_f64();
         let (_, validation) = evaluate::evaluate(

@@ -43,7 +43,11 @@ impl LayerNorm {
     /// [`LayerNorm::forward`]; a `recorder` that selects this LayerNorm gets `Var` copies of
     /// γ and β to run with (eNTK, see [`crate::model::record`]). Identical values either way.
     pub fn forward_recorded(&self, xs: &Tensor, recorder: Option<&Recorder>) -> Result<Tensor> {
-        if let Some((weight, bias)) = recorder.map(|r| r.layer_norm(self)).transpose()?.flatten() {
+        if let Some((weight, bias)) = recorder
+            .map(|r| r.layer_norm(&self.weight, &self.bias))
+            .transpose()?
+            .flatten()
+        {
             return ops::layer_norm(xs, &weight, &bias, self.eps);
         }
         ops::layer_norm(xs, &self.weight, &self.bias, self.eps)
@@ -59,7 +63,11 @@ impl LayerNorm {
         keep: Option<&Tensor>,
         recorder: Option<&Recorder>,
     ) -> Result<Tensor> {
-        if let Some((weight, bias)) = recorder.map(|r| r.layer_norm(self)).transpose()?.flatten() {
+        if let Some((weight, bias)) = recorder
+            .map(|r| r.layer_norm(&self.weight, &self.bias))
+            .transpose()?
+            .flatten()
+        {
             return ops::residual_layer_norm(y, residual, keep, &weight, &bias, self.eps);
         }
         ops::residual_layer_norm(y, residual, keep, &self.weight, &self.bias, self.eps)

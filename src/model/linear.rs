@@ -104,7 +104,7 @@ impl Linear {
             ys
         };
         if let Some(rec) = recorder {
-            ys = rec.linear(self, &flat, ys)?;
+            ys = rec.linear(&self.weight, self.lora.as_ref(), &flat, ys)?;
         }
         let mut out_shape = dims;
         *out_shape.last_mut().expect("checked non-empty above") = out_dim;

@@ -1,4 +1,4 @@
-//! LoRA adapters: W_eff = W0 + (α/r)·B·A on chosen linear modules (spec §2.3).
+//! LoRA adapters: W_eff = W0 + (α/r)·B·A on chosen linear modules (docs/method.md §2.3).
 //!
 //! REF (loralib, as used by the reference code): A ∈ R^{r×in} is kaiming-uniform with a = √5,
 //! i.e. U(−1/√in, 1/√in); B ∈ R^{out×r} is 0; LoRA dropout 0; the adapted layer's bias stays

@@ -5,6 +5,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod export;
 pub mod fused;
 pub mod head;
 pub mod linear;
@@ -84,6 +85,20 @@ pub struct ModelOptions {
     pub lora: Option<lora::LoraConfig>,
 }
 
+impl ModelOptions {
+    /// The frozen pre-trained encoder with a `num_labels`-class head (from the checkpoint, or
+    /// drawn from model seed 0): what feature extraction and inspection use.
+    pub fn frozen(num_labels: usize, pooling: Pooling) -> Self {
+        ModelOptions {
+            num_labels,
+            pooling,
+            trainable: Trainable::None,
+            model_seed: 0,
+            lora: None,
+        }
+    }
+}
+
 /// Encoder + linear head.
 pub struct SequenceClassifier {
     pub encoder: Encoder,
@@ -123,6 +138,16 @@ impl SequenceClassifier {
             },
             p.finish(),
         ))
+    }
+
+    /// Builds the model from a model directory: its checkpoint (loaded onto `device`) and
+    /// config, as [`SequenceClassifier::load`].
+    pub fn build(
+        files: &ModelFiles,
+        opts: &ModelOptions,
+        device: &Device,
+    ) -> Result<(Self, LoadReport)> {
+        Self::load(&files.checkpoint(device)?, &files.config, opts)
     }
 
     /// φ(x). Shapes: inputs `[b, l]` → `[b, h]`.

@@ -2,7 +2,7 @@
 //!
 //! PAPER: dropout p = 0.1 (`hidden_dropout_prob`) is active only when training. Features, LP,
 //! and evaluation run in `Mode::Eval`; the eNTK runs in `Mode::Record`, which is `Eval` plus a
-//! [`Recorder`] that the layers report their inputs and output probes to (spec §13).
+//! [`Recorder`] that the layers report their inputs and output probes to (docs/method.md §13).
 
 use candle_core::{DType, Device, Shape, Tensor};
 use rand::RngCore;

@@ -1,18 +1,18 @@
-//! [`Recorder`]: what the empirical NTK (spec §13) needs from a forward pass — layer inputs and
-//! handles on output gradients — collected without global hooks (STYLE §4).
+//! [`Recorder`]: what the empirical NTK (docs/method.md §13) needs from a forward pass — layer inputs and
+//! handles on output gradients — collected without global hooks.
 //!
 //! A recorder travels through `forward` inside [`Mode::Record`](crate::model::Mode::Record),
 //! which is evaluation mode (no dropout) plus the recorder. Each recording layer asks it whether
 //! it is selected (by the [`TensorId`] of the layer's *key* parameter, see [`Site`]) and, if so,
 //! registers a site:
 //!
-//! - a [`Linear`] stashes its input `X` `[rows, d_in]` and adds a zero `Var` "probe" `Z` of its
+//! - a [`Linear`](crate::model::linear::Linear) stashes its input `X` `[rows, d_in]` and adds a zero `Var` "probe" `Z` of its
 //!   output's shape to the output, `y = x Wᵀ (+ LoRA) + Z`. The value is unchanged (`+ 0` is
 //!   exact), and after `s.backward()` the probe's gradient is `∂s/∂y`. The probe is needed
 //!   because candle's backward drops the gradients of every non-variable node; a `Var` keeps its
 //!   gradient in the `GradStore`. The bias is added after the probe, which does not change
 //!   `∂s/∂y`.
-//! - a [`LayerNorm`] runs with fresh `Var` copies of γ and β, whose gradients are then the
+//! - a [`LayerNorm`](crate::model::bert::LayerNorm) runs with fresh `Var` copies of γ and β, whose gradients are then the
 //!   per-example gradients of the LayerNorm parameters (h values each, cheap to copy).
 //! - the [`Embeddings`](crate::model::bert::Embeddings) put a probe on the sum word + position + token type (before the
 //!   embedding LayerNorm) and record the three id sequences, so the gradient of any embedding
@@ -29,8 +29,6 @@ use std::collections::HashSet;
 use candle_core::{Tensor, TensorId, Var};
 
 use crate::error::Result;
-use crate::model::bert::LayerNorm;
-use crate::model::linear::Linear;
 use crate::model::lora::LoraAdapter;
 
 /// One recorded place in the network, in forward order. Each is identified by the id of its
@@ -110,35 +108,47 @@ impl Recorder {
         std::mem::take(&mut *self.sites.borrow_mut())
     }
 
-    /// Called by [`Linear`] with its 2-D input and its output before the bias: returns the
-    /// output with a zero probe added when the layer is recorded, else `output` unchanged.
-    pub(crate) fn linear(&self, layer: &Linear, input: &Tensor, output: Tensor) -> Result<Tensor> {
-        if !self.records(&layer.weight) {
+    /// Called by a [`Linear`](crate::model::linear::Linear) layer (its `weight` and LoRA
+    /// adapter) with its 2-D input and its output before the bias: returns the output with a
+    /// zero probe added when the layer is recorded, else `output` unchanged.
+    pub(crate) fn linear(
+        &self,
+        weight: &Tensor,
+        lora: Option<&LoraAdapter>,
+        input: &Tensor,
+        output: Tensor,
+    ) -> Result<Tensor> {
+        if !self.records(weight) {
             return Ok(output);
         }
         let probe = Var::zeros(output.shape(), output.dtype(), output.device())?;
         let out = output.add(probe.as_tensor())?;
         self.sites.borrow_mut().push(Site::Linear {
-            key: layer.weight.id(),
+            key: weight.id(),
             input: input.detach(),
             probe,
-            lora: layer.lora.clone(),
+            lora: lora.cloned(),
         });
         Ok(out)
     }
 
-    /// Called by [`LayerNorm`]: `Var` copies of (γ, β) to run with when it is recorded.
-    pub(crate) fn layer_norm(&self, ln: &LayerNorm) -> Result<Option<(Tensor, Tensor)>> {
-        if !self.records(&ln.weight) {
+    /// Called by a [`LayerNorm`](crate::model::bert::LayerNorm) with its γ and β: `Var` copies
+    /// of them to run with when it is recorded.
+    pub(crate) fn layer_norm(
+        &self,
+        weight: &Tensor,
+        bias: &Tensor,
+    ) -> Result<Option<(Tensor, Tensor)>> {
+        if !self.records(weight) {
             return Ok(None);
         }
-        let weight = Var::from_tensor(&ln.weight.detach())?;
-        let bias = Var::from_tensor(&ln.bias.detach())?;
-        let out = (weight.as_tensor().clone(), bias.as_tensor().clone());
+        let w = Var::from_tensor(&weight.detach())?;
+        let b = Var::from_tensor(&bias.detach())?;
+        let out = (w.as_tensor().clone(), b.as_tensor().clone());
         self.sites.borrow_mut().push(Site::LayerNorm {
-            key: ln.weight.id(),
-            weight,
-            bias,
+            key: weight.id(),
+            weight: w,
+            bias: b,
         });
         Ok(Some(out))
     }

@@ -1,11 +1,11 @@
 //! [`EntkConfig`]: which parameters θ the FT-effective kernel F is taken over, and how it is
-//! computed (spec §7.1, §13).
+//! computed (docs/method.md §7.1, §13).
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The parameter set θ of `F(x, x′)_{cc′} = Σ_θ ⟨∂s_c(x)/∂θ, ∂s_{c′}(x′)/∂θ⟩` (spec §7.1).
+/// The parameter set θ of `F(x, x′)_{cc′} = Σ_θ ⟨∂s_c(x)/∂θ, ∂s_{c′}(x′)/∂θ⟩` (docs/method.md §7.1).
 ///
 /// Names are the encoder's checkpoint names without the architecture prefix, as listed by
 /// [`crate::model::Encoder::parameters`] (e.g. `embeddings.word_embeddings.weight`,

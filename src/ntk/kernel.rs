@@ -1,14 +1,14 @@
 //! The [`Kernel`] type (an empirical NTK block tensor) and the pre-train-effective component
-//! P of spec §7.1, Proposition 4.1: `P(x, x′) = (⟨φ0(x), φ0(x′)⟩ + 1)·I_C`.
+//! P of docs/method.md §7.1, Proposition 4.1: `P(x, x′) = (⟨φ0(x), φ0(x′)⟩ + 1)·I_C`.
 //!
-//! Layout (spec §7.2, REF `tom4649/lp-ft_ntk:training/kernel_trainer.py`): a kernel between `n1`
+//! Layout (docs/method.md §7.2, REF `tom4649/lp-ft_ntk:training/kernel_trainer.py`): a kernel between `n1`
 //! inputs x and `n2` inputs x′ with C logits is an f64 tensor of shape `[n1, C, n2, C]`, row-major,
 //! whose entry `(i, c, j, c′)` is `K_{c c′}(x_i, x′_j)`. Its flattening is the
 //! `[n1·C, n2·C]` matrix with row `i·C + c` and column `j·C + c′`; because the tensor is row-major
 //! this is the same buffer read with a different shape, so flattening copies nothing but the
 //! numbers into a [`KernelMatrix`].
 //!
-//! f64 throughout (STYLE §8): REF stores P in float32; we accumulate the Gram matrix in f64 and
+//! f64 throughout: REF stores P in float32; we accumulate the Gram matrix in f64 and
 //! leave any narrowing to the caller that writes files.
 //!
 //! INFERRED: the bias contributes the `+ 1` (its gradient is the identity), exactly as in the
@@ -210,7 +210,7 @@ impl Kernel {
         }
     }
 
-    /// The `[n1·C, n2·C]` matrix with row `i·C + c` and column `j·C + c′` (spec §7.2: the design
+    /// The `[n1·C, n2·C]` matrix with row `i·C + c` and column `j·C + c′` (docs/method.md §7.2: the design
     /// matrix of the kernel regression). Same buffer, so this only copies.
     pub fn flatten(&self) -> KernelMatrix {
         KernelMatrix {
@@ -276,13 +276,13 @@ impl Kernel {
         }
     }
 
-    /// `‖K‖_F` over all `n1·C·n2·C` entries (spec §7.3 "FN" for a train×train kernel).
+    /// `‖K‖_F` over all `n1·C·n2·C` entries (docs/method.md §7.3 "FN" for a train×train kernel).
     pub fn frobenius_norm(&self) -> f64 {
         frobenius(&self.data)
     }
 }
 
-/// The pre-train-effective component P (spec §7.1 Prop. 4.1, §13):
+/// The pre-train-effective component P (docs/method.md §7.1 Prop. 4.1, §13):
 /// `P(x_i, x′_j) = (⟨φ0(x_i), φ0(x′_j)⟩ + 1)·I_C`, shape `[n1, C, n2, C]`.
 ///
 /// `phi1` is `[n1, d]` row-major (the eval-mode pre-trained features φ0 of the first set).
@@ -370,32 +370,7 @@ fn check_features(what: &'static str, phi: &[f64], n: usize, d: usize) -> Result
     Ok(())
 }
 
-/// Inner product in f64 with four accumulators (vectorisable; order differs from BLAS).
-pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0f64; 4];
-    let split = a.len() - a.len() % 4;
-    for (p, q) in a[..split].chunks_exact(4).zip(b[..split].chunks_exact(4)) {
-        for k in 0..4 {
-            acc[k] += p[k] * q[k];
-        }
-    }
-    let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (p, q) in a[split..].iter().zip(&b[split..]) {
-        s += p * q;
-    }
-    s
-}
-
-/// `(Σ v²)^½`, with the entries rescaled by their max-abs so huge kernels (FN ~ 1e7) and tiny
-/// ones (LoRA's F) neither overflow nor underflow.
-pub(crate) fn frobenius(v: &[f64]) -> f64 {
-    let m = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    if m == 0.0 || !m.is_finite() {
-        return m;
-    }
-    let s: f64 = v.iter().map(|x| (x / m) * (x / m)).sum();
-    m * s.sqrt()
-}
+pub(crate) use crate::linalg::{dot, frobenius};
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! The FT-effective component F of the empirical NTK, exactly and layer by layer (spec §7.1,
+//! The FT-effective component F of the empirical NTK, exactly and layer by layer (docs/method.md §7.1,
 //! §13): `F(x, x′)_{cc′} = Σ_θ ⟨∂s_c(x)/∂θ, ∂s_{c′}(x′)/∂θ⟩` with `s_c(x) = v_c·φ(x)` and V0 the
 //! model's head (the head at the start of the method's gradient stage).
 //!
@@ -14,7 +14,7 @@
 //! - word / position / token-type embeddings: with g the gradient w.r.t. the summed embeddings,
 //!   the gradient of table row k is `Σ_{t: id_t = k} g_t`, so the block is the sum over token
 //!   pairs with equal ids of `g_t·g′_s` (exact; REF subsamples 10% of the word table instead,
-//!   spec §12 item 4);
+//!   docs/method.md §12, item 4);
 //! - LoRA (`y += s·(x Aᵀ) Bᵀ`): `∂s_c/∂B = s·G_cᵀ(X Aᵀ)` and `∂s_c/∂A = s·(G_c B)ᵀX`, i.e. the
 //!   weight formula with (X Aᵀ, G) or (X, G B). At initialisation B = 0, so the A block is 0.
 //!

@@ -1,5 +1,5 @@
-//! The slow exact eNTKs, for checking [`crate::ntk::layerwise`] (STYLE §8: ship the slow
-//! reference next to the fast one) and for timing the paper code's way.
+//! The slow exact eNTKs, kept next to the fast one for checking [`crate::ntk::layerwise`], and
+//! for timing the paper code's way.
 //!
 //! - [`reference_kernel`]: full flattened per-example gradients of each logit and their Gram
 //!   matrix. It materialises `n·C` gradients of every parameter, so use it on test fixtures
@@ -9,9 +9,9 @@
 //!   `f_c(x) = v_c·φ(x) + b_c` gives `∂f_c(x)/∂θ` for every `Var` of the model; the selected
 //!   ones are concatenated (in name order) into one f64 row, and `K = J1 J2ᵀ` in f64. For
 //!   encoder parameters `∂f_c/∂θ = ∂s_c/∂θ` (the bias does not depend on θ), so with the
-//!   encoder set this is F; with the head included it is the whole NTK `Θ = P + F` (spec §7.1,
+//!   encoder set this is F; with the head included it is the whole NTK `Θ = P + F` (docs/method.md §7.1,
 //!   Prop. 4.1).
-//! - [`jacobian_kernel`]: F the way the paper's code computes it (spec §7.2, REF
+//! - [`jacobian_kernel`]: F the way the paper's code computes it (docs/method.md §7.2, REF
 //!   `tom4649/lp-ft_ntk:training/kernel_trainer.py`): per example, the full Jacobian
 //!   `J(x) = ∂φ(x)/∂θ` (`[h, P]`) by reverse mode, one backward pass per feature dimension
 //!   (h passes, as `torch.autograd.functional.jacobian` does), contracted with V0 to the C
@@ -134,7 +134,7 @@ pub struct JacobianKernel {
 }
 
 /// F between `x1` and `x2` (`None`: `x2 = x1`, symmetric), shape `[n1, C, n2, C]`, computed the
-/// way the paper's code does (spec §7.2): for each example (batch 1, eval mode) one forward
+/// way the paper's code does (docs/method.md §7.2): for each example (batch 1, eval mode) one forward
 /// pass and h backward passes, pass d giving the Jacobian row `∂φ_d(x)/∂θ` over all of θ;
 /// the rows are contracted with V0 as they arrive, a few at a time
 /// (`(V0 J)_c += Σ_d v_{c,d}·∂φ_d/∂θ`, f64), and

@@ -1,4 +1,4 @@
-//! Kernel logistic regression: the "Acc" columns of the paper's Table 2 / Table 9 (spec §7.2,
+//! Kernel logistic regression: the "Acc" columns of the paper's Table 2 / Table 9 (docs/method.md §7.2,
 //! §12 item 2, §13).
 //!
 //! REF (`tom4649/lp-ft_ntk:training/kernel_trainer.py`): each kernel K ∈ {P, F, P + F} is
@@ -15,7 +15,7 @@
 //! Solver: [`crate::probe::cv::LogRegCvParams`] with its defaults (Cs = logspace(−4, 4, 10),
 //! 5 stratified contiguous folds on the binary targets, accuracy, refit on all rows at the best C)
 //! and `max_iter` 10 000, with [`SklearnCompat::V1_9`], which fits an ordinary binary (sigmoid) L2
-//! logistic regression with an unpenalised intercept (spec §13). Why V1_9 and not the default
+//! logistic regression with an unpenalised intercept (docs/method.md §13). Why V1_9 and not the default
 //! V1_0: REF leaves `multi_class` at `"auto"`, which for two target values is `"ovr"`, i.e. a
 //! binomial fit, in every scikit-learn release. lpft's V1_0 reproduces the *multinomial* LP of
 //! §2.1, whose two-class model is the symmetric softmax `[−w; w]` — for binary targets the same

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::fused::simd;
+use crate::simd::simd;
 
 /// AdamW hyper-parameters (a config we own).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -1,4 +1,4 @@
-//! Learning-rate schedule and global gradient-norm clipping (spec §2.2).
+//! Learning-rate schedule and global gradient-norm clipping (docs/method.md §2.2).
 //!
 //! REF: the reference trainer (HF `Trainer` defaults) decays the learning rate linearly from its
 //! peak to 0 over all steps with no warm-up, and clips the global L2 norm of all gradients at

@@ -1,5 +1,5 @@
 //! Cross-validated choice of C for the linear probe: scikit-learn's `LogisticRegressionCV` with the
-//! reference's arguments (spec §2.1 step 2): Cs = logspace(−4, 4, 10), `StratifiedKFold(5)` without
+//! reference's arguments (docs/method.md §2.1 step 2): Cs = logspace(−4, 4, 10), `StratifiedKFold(5)` without
 //! shuffling, accuracy, and a refit on all data with the C whose fold accuracies sum highest.
 //!
 //! Reproduced behaviour of scikit-learn (1.0.1 and 1.9.1 agree on all of it, bar the objective

@@ -3,17 +3,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::analysis::kernels::{read_ntk, Alignment, NtkSummary, ALIGNMENT_FILE};
-use crate::analysis::run::{find_runs, read_analysis, RunAnalysis};
-use crate::calibration::run::CalibrationReport;
 use crate::error::{Error, Result};
 use crate::experiment::config::{kappa_variant, BASE_VARIANT};
-use crate::experiment::grid::{CellInfo, OodResult, CELL_FILE};
+use crate::experiment::grid::CellInfo;
 use crate::fsutil::{read_json, read_json_opt};
-use crate::methods::lp::{LpPath, LP_PATH_FILE};
-use crate::methods::run::{Manifest, RunMetrics};
-use crate::methods::train::EpochRecord;
+use crate::methods::lp::LpPath;
+use crate::methods::progress::EpochRecord;
 use crate::methods::{Method, RunConfig};
+use crate::rundir::{self, find_runs, Manifest, RunMetrics};
+use crate::stages::analyze::{read_analysis, RunAnalysis};
+use crate::stages::calibrate::CalibrationReport;
+use crate::stages::kernels::{read_ntk, Alignment, NtkSummary};
+use crate::stages::ood::OodResult;
 
 /// Everything a report needs from one run directory.
 #[derive(Debug, Clone)]
@@ -59,29 +60,13 @@ fn derived_variant(cfg: &RunConfig) -> String {
 /// [`Error::Io`]/[`Error::Json`] naming the file that is missing or malformed (`metrics.json`,
 /// `config.json` are required; the analyses are optional).
 pub fn read_run(dir: &Path) -> Result<RunRecord> {
-    let config: RunConfig = read_json(&dir.join("config.json"))?;
-    let metrics: RunMetrics = read_json(&dir.join("metrics.json"))?;
-    let cell: Option<CellInfo> = read_json_opt(&dir.join(CELL_FILE))?;
+    let config: RunConfig = rundir::read_config(dir)?;
+    let metrics: RunMetrics = rundir::read_metrics(dir)?;
+    let cell: Option<CellInfo> = read_json_opt(&dir.join(rundir::CELL))?;
     let variant = cell.map_or_else(|| derived_variant(&config), |c| c.variant);
-    let history_path = dir.join("history.jsonl");
-    let mut history = Vec::new();
-    if history_path.exists() {
-        let text =
-            std::fs::read_to_string(&history_path).map_err(|e| Error::io(&history_path, e))?;
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            history.push(serde_json::from_str(line).map_err(|e| Error::JsonLine {
-                path: history_path.clone(),
-                line: i + 1,
-                source: e,
-            })?);
-        }
-    }
+    let history = rundir::read_history(dir)?;
     let mut ood = Vec::new();
-    let ood_dir = dir.join("ood");
+    let ood_dir = dir.join(rundir::OOD_DIR);
     if let Ok(entries) = std::fs::read_dir(&ood_dir) {
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -95,13 +80,13 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
     Ok(RunRecord {
         dir: dir.to_path_buf(),
         variant,
-        manifest: read_json_opt(&dir.join("manifest.json"))?,
+        manifest: read_json_opt(&dir.join(rundir::MANIFEST))?,
         history,
         analysis: read_analysis(dir)?,
-        calibration: read_json_opt(&dir.join("calibration.json"))?,
+        calibration: read_json_opt(&dir.join(rundir::CALIBRATION))?,
         ntk: read_ntk(dir)?,
-        alignment: read_json_opt(&dir.join(ALIGNMENT_FILE))?,
-        lp_path: read_json_opt(&dir.join(LP_PATH_FILE))?,
+        alignment: read_json_opt(&dir.join(rundir::ALIGNMENT))?,
+        lp_path: read_json_opt(&dir.join(rundir::LP_PATH))?,
         ood,
         config,
         metrics,

@@ -1,15 +1,13 @@
-//! The paper's figures from run records, as SVG (via [`crate::report::plots`]).
+//! The paper's figures from run records, as SVG (via [`crate::report::chart`]).
 
 use crate::analysis::kernel_stats::singular_values;
-use crate::analysis::kernels::read_f_train;
 use crate::error::Result;
 use crate::methods::Method;
 use crate::ntk::kernel::KernelMatrix;
+use crate::report::chart::{self, Axis, BarChart, HeatMap, LineChart, Mark, Series};
 use crate::report::collect::{RunRecord, Stat};
 use crate::report::paper;
-use crate::report::plots::{
-    self, Axis, BarChart, HeatMap, LineChart, Mark, ReliabilityBin, Series,
-};
+use crate::stages::kernels::read_f_train;
 
 /// One SVG figure.
 #[derive(Debug, Clone)]
@@ -91,7 +89,7 @@ pub fn lp_path(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figu
                 "Fig. 1a: LP classifier norm ‖V‖_F against the L-BFGS iteration on {task} \
                  (variant `{variant}`), refitting at the run's C."
             ),
-            svg: plots::line_chart(&chart(
+            svg: chart::line_chart(&chart(
                 &format!("LP on {task}: ‖V‖_F vs iterations"),
                 "L-BFGS iteration",
                 "‖V‖_F",
@@ -105,7 +103,7 @@ pub fn lp_path(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figu
             caption: format!(
                 "Fig. 1a: LP training accuracy against the L-BFGS iteration on {task}."
             ),
-            svg: plots::line_chart(&chart(
+            svg: chart::line_chart(&chart(
                 &format!("LP on {task}: train accuracy vs iterations"),
                 "L-BFGS iteration",
                 "train accuracy",
@@ -160,7 +158,7 @@ pub fn epoch_norms(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<
              over seeds; epoch 0 is the head the stage starts from (random for FT/LoRA, the LP \
              head for LP-FT/LP-LoRA)."
         ),
-        svg: plots::line_chart(&chart(
+        svg: chart::line_chart(&chart(
             &format!("Classifier norm per epoch on {task}"),
             "epoch",
             "‖V‖_F",
@@ -213,7 +211,7 @@ pub fn norm_bars(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Fi
             "Fig. 1c / Table 13: classifier norm after training on {task} (variant `{variant}`), \
              ours (mean over seeds) and the paper's (roberta-base)."
         ),
-        svg: plots::bar_chart(&chart)?,
+        svg: chart::bar_chart(&chart)?,
     }])
 }
 
@@ -261,7 +259,7 @@ pub fn spectra(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figu
              spectrum close to FT's.",
             first.n_train
         ),
-        svg: plots::line_chart(&chart(
+        svg: chart::line_chart(&chart(
             &format!("Normalised kernel spectra on {task}"),
             "index",
             "σ_i / σ_1",
@@ -332,20 +330,8 @@ pub fn sweep(runs: &[RunRecord], task: &str) -> Result<Vec<Figure>> {
             "Fig. 3/11: feature change Diff(F) against the scaled head norm on {task}, mean ± std \
              over seeds; dashed lines: the unscaled norms."
         ),
-        svg: plots::line_chart(&c)?,
+        svg: chart::line_chart(&c)?,
     }])
-}
-
-fn bins(b: &[crate::calibration::metrics::ReliabilityBin]) -> Vec<ReliabilityBin> {
-    b.iter()
-        .map(|x| ReliabilityBin {
-            lower: x.lower,
-            upper: x.upper,
-            confidence: x.confidence,
-            accuracy: x.accuracy,
-            count: x.count,
-        })
-        .collect()
 }
 
 /// Reliability diagrams before and after temperature scaling, per method (first seed).
@@ -360,10 +346,10 @@ pub fn reliability(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<
         };
         let Some(c) = &r.calibration else { continue };
         let panels = vec![
-            ("without TS".to_string(), bins(&c.reliability_before)),
+            ("without TS".to_string(), c.reliability_before.clone()),
             (
                 format!("with TS (T = {:.3})", c.temperature.t),
-                bins(&c.reliability_after),
+                c.reliability_after.clone(),
             ),
         ];
         out.push(Figure {
@@ -373,7 +359,7 @@ pub fn reliability(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<
                  temperature scaling.",
                 r.config.seed
             ),
-            svg: plots::reliability_diagram(&format!("{m} on {task}"), &panels, W, H * 3 / 4)?,
+            svg: chart::reliability_diagram(&format!("{m} on {task}"), &panels, W, H * 3 / 4)?,
         });
     }
     Ok(out)
@@ -423,7 +409,7 @@ pub fn heat_maps(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Fi
                  examples, seed {}), rows and columns grouped by class; log colour scale.",
                 ntk.n_train, r.config.seed
             ),
-            svg: plots::heat_map(&HeatMap {
+            svg: chart::heat_map(&HeatMap {
                 title: format!("F of {m} on {task}: ‖F(x_i, x_j)‖_*"),
                 n,
                 values,
@@ -439,7 +425,7 @@ pub fn heat_maps(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Fi
 
 fn read_labels(dir: &std::path::Path) -> Option<Vec<usize>> {
     let file = dir.join("kernels/F_train_train.safetensors");
-    let t = crate::analysis::kernels::read_kernel_tensor(&file, "labels1").ok()?;
+    let t = crate::stages::kernels::read_kernel_tensor(&file, "labels1").ok()?;
     let v: Vec<i64> = t.to_vec1().ok()?;
     Some(v.into_iter().map(|x| x.max(0) as usize).collect())
 }

@@ -6,24 +6,25 @@
 //! `analysis.json`, `calibration.json`, `kernels/ntk.json`, `lp-path.json`, `history.jsonl`,
 //! `ood/*.json`) and never trains or recomputes.
 
+pub mod chart;
 pub mod collect;
 pub mod figures;
 pub mod findings;
 pub mod paper;
-pub mod plots;
-pub mod table;
+pub mod render;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
-use crate::experiment::grid::{ExperimentRecord, EXPERIMENT_FILE};
+use crate::experiment::grid::ExperimentRecord;
 use crate::fsutil::{read_json_opt, write_atomic};
-use crate::methods::run::write_json;
+use crate::rundir::write_json;
+use crate::rundir::EXPERIMENT as EXPERIMENT_FILE;
 use collect::{read_runs, RunRecord};
 use figures::Figure;
 use findings::Finding;
-use table::{html_escape, Table};
+use render::table::{html_escape, Table};
 
 /// What [`write_report`] wrote.
 #[derive(Debug)]

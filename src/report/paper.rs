@@ -1,8 +1,9 @@
 //! The paper's own numbers, for "ours vs paper" columns in reports.
 //!
 //! Tomihari & Sato, "Understanding Linear Probing then Fine-tuning Language Models from NTK
-//! Perspective" (NeurIPS 2024), as transcribed in `shared/docs/paper-spec.md`: Table 1 and 11
-//! (feature statistics, spec §6.1–6.2), Table 12 (feature change in the FT stage, §6.3), Table 13
+//! Perspective" (NeurIPS 2024; arXiv 2405.16747v2), transcribed from the paper's tables
+//! (docs/method.md says which holds what): Table 1 and 11
+//! (feature statistics, docs/method.md §6.1–6.2), Table 12 (feature change in the FT stage, §6.3), Table 13
 //! (classifier norms, §6.4), Table 2 and 9 (kernel statistics, §7.4), Table 3/14/15 (calibration,
 //! §9), Table 8, 10 and 16 (accuracy, §10). Values are kept exactly as the paper prints them
 //! (`8.14e4` stays `8.14e4`, percentages stay percentages); nothing here is recomputed.
@@ -249,8 +250,8 @@ pub fn calibration(dataset: &str, method: &str, metric: CalibrationMetric) -> Op
 /// rows for `dataset`. E.g. `table_for("accuracy", "cb")` is `Some("Table 8")`.
 ///
 /// Calibration: RTE is the main text's Table 3; the other SuperGLUE sets (CB, BoolQ, WiC, WSC)
-/// are given as Table 14 and the GLUE sets (CoLA, SST-2, MRPC) as Table 15 (the spec merges the
-/// three tables; the split follows its remark that Table 15 holds SST-2 and MRPC).
+/// are given as Table 14 and the GLUE sets (CoLA, SST-2, MRPC) as Table 15 (the split follows
+/// the paper's remark that Table 15 holds SST-2 and MRPC).
 pub fn table_for(kind: &str, dataset: &str) -> Option<&'static str> {
     let dataset = canonical_dataset(dataset)?;
     let table = match (normalize(kind).as_str(), dataset) {
@@ -358,7 +359,7 @@ const fn cal(without: f64, without_std: f64, with: f64, with_std: f64, imp: f64)
 /// Column order of Table 8 and Table 16.
 const ACCURACY_METHODS: [&str; 5] = ["lp", "ft", "lp-ft", "lora", "lp-lora"];
 
-/// Table 8 (spec §10): test accuracy %, CoLA = MCC × 100; columns [`ACCURACY_METHODS`].
+/// Table 8 (docs/method.md §10): test accuracy %, CoLA = MCC × 100; columns [`ACCURACY_METHODS`].
 #[rustfmt::skip]
 const TABLE8: [(&str, [MeanStd; 5]); 8] = [
     //        LP               FT               LP-FT            LoRA             LP-LoRA
@@ -372,7 +373,7 @@ const TABLE8: [(&str, [MeanStd; 5]); 8] = [
     ("boolq", [pm(64.66, 0.08), pm(78.69, 0.27), pm(79.00, 0.42), pm(77.59, 0.39), pm(77.67, 0.50)]),
 ];
 
-/// Table 16 (spec §10): PubMed 20k RCT test accuracy %; columns [`ACCURACY_METHODS`].
+/// Table 16 (docs/method.md §10): PubMed 20k RCT test accuracy %; columns [`ACCURACY_METHODS`].
 #[rustfmt::skip]
 const TABLE16: [MeanStd; 5] =
     [pm(82.64, 0.02), pm(87.09, 0.17), pm(87.05, 0.11), pm(87.13, 0.09), pm(86.85, 0.07)];
@@ -380,7 +381,7 @@ const TABLE16: [MeanStd; 5] =
 /// Column order of Table 10 and Table 11.
 const BOSS_EVAL_SETS: [&str; 4] = ["amazon", "dynasent", "semeval", "sst5"];
 
-/// Table 10 (spec §10): accuracy % of Amazon-trained models; columns [`BOSS_EVAL_SETS`].
+/// Table 10 (docs/method.md §10): accuracy % of Amazon-trained models; columns [`BOSS_EVAL_SETS`].
 #[rustfmt::skip]
 const TABLE10: [(&str, [MeanStd; 4]); 5] = [
     //          Amazon (ID)      DynaSent (OOD)   SemEval (OOD)    SST-5 (OOD)
@@ -394,7 +395,7 @@ const TABLE10: [(&str, [MeanStd; 4]); 5] = [
 /// Column order of Table 1.
 const TABLE1_DATASETS: [&str; 2] = ["cb", "rte"];
 
-/// Table 1 (spec §6.1): each cell is `fs(CS(F), Diff(F), FDR(F), Norm(C))`; columns
+/// Table 1 (docs/method.md §6.1): each cell is `fs(CS(F), Diff(F), FDR(F), Norm(C))`; columns
 /// [`TABLE1_DATASETS`].
 #[rustfmt::skip]
 const TABLE1: [(&str, [FeatureStats; 2]); 6] = [
@@ -407,7 +408,7 @@ const TABLE1: [(&str, [FeatureStats; 2]); 6] = [
     ("lp-lora",    [fs(0.837, Some(9.08e0), 2.10e6, Some(2.49e1)),  fs(0.924, Some(4.63e0), 2.06e1, Some(3.10e1))]),
 ];
 
-/// Table 11 (spec §6.2): Amazon-trained models, each cell `fs(CS, Diff, FDR, Norm(C))`; columns
+/// Table 11 (docs/method.md §6.2): Amazon-trained models, each cell `fs(CS, Diff, FDR, Norm(C))`; columns
 /// [`BOSS_EVAL_SETS`].
 #[rustfmt::skip]
 const TABLE11: [(&str, [FeatureStats; 4]); 6] = [
@@ -423,7 +424,7 @@ const TABLE11: [(&str, [FeatureStats; 4]); 6] = [
 /// Column order of Table 12; also the methods with an FT stage (kernel and calibration rows).
 const FT_STAGE_METHODS: [&str; 4] = ["ft", "lora", "lp-ft", "lp-lora"];
 
-/// Table 12 (spec §6.3): Diff(F) during the FT stage; columns [`FT_STAGE_METHODS`].
+/// Table 12 (docs/method.md §6.3): Diff(F) during the FT stage; columns [`FT_STAGE_METHODS`].
 #[rustfmt::skip]
 const TABLE12: [(&str, [f64; 4]); 12] = [
     //           FT    LoRA   LP-FT LP-LoRA
@@ -444,7 +445,7 @@ const TABLE12: [(&str, [f64; 4]); 12] = [
 /// Column order of Table 13.
 const NORM_METHODS: [&str; 6] = ["pretrained", "ft", "lora", "lp", "lp-ft", "lp-lora"];
 
-/// Table 13 (spec §6.4): ‖V‖_F after training; columns [`NORM_METHODS`].
+/// Table 13 (docs/method.md §6.4): ‖V‖_F after training; columns [`NORM_METHODS`].
 #[rustfmt::skip]
 const TABLE13: [(&str, [f64; 6]); 9] = [
     //         Pretrain FT     LoRA   LP       LP-FT  LP-LoRA
@@ -459,7 +460,7 @@ const TABLE13: [(&str, [f64; 6]); 9] = [
     ("amazon", [0.951,  0.947, 1.67,  121.0,   121.0, 120.0]),
 ];
 
-/// Table 2 / Table 9 (spec §7.4): the Pre-train E rows, `pretrain(rank, FN, acc train, acc test)`.
+/// Table 2 / Table 9 (docs/method.md §7.4): the Pre-train E rows, `pretrain(rank, FN, acc train, acc test)`.
 #[rustfmt::skip]
 const KERNEL_PRETRAIN: [(&str, KernelStats); 4] = [
     ("cb",    pretrain(18, 51.0e3, 87.11, 79.17)),
@@ -468,7 +469,7 @@ const KERNEL_PRETRAIN: [(&str, KernelStats); 4] = [
     ("wic",   pretrain(16, 4.81e4, 66.00, 54.00)),
 ];
 
-/// Table 2 / Table 9 (spec §7.4): each method's [FT E, NTK] rows,
+/// Table 2 / Table 9 (docs/method.md §7.4): each method's [FT E, NTK] rows,
 /// `fe_ntk((rank, FN, acc train, acc test) of F, (…) of NTK, FT Ratio)`.
 #[rustfmt::skip]
 const KERNEL_METHODS: [(&str, &str, [KernelStats; 2]); 16] = [
@@ -490,7 +491,7 @@ const KERNEL_METHODS: [(&str, &str, [KernelStats; 2]); 16] = [
     ("wic",   "lp-lora", fe_ntk((218, 1.09e5,   72.00,  59.60), (195, 1.47e5, 80.80,  59.60), 0.7454)),
 ];
 
-/// Table 3 / 14 / 15 (spec §9): (dataset, metric, method, w/o TS, w/ TS, Imp.), %.
+/// Table 3 / 14 / 15 (docs/method.md §9): (dataset, metric, method, w/o TS, w/ TS, Imp.), %.
 const CALIBRATION: [(&str, CalibrationMetric, &str, Calibration); 64] = [
     ("cb", Ece, "ft", cal(15.60, 0.96, 14.64, 1.75, 0.95)),
     ("cb", Ece, "lp-ft", cal(13.93, 0.45, 13.13, 0.56, 0.80)),
@@ -778,7 +779,8 @@ mod tests {
         }
     }
 
-    // ---- Cross-checks against the spec's markdown tables. ----
+    // ---- Cross-checks against an independent transcription of the paper's tables
+    // ($LPFT_PAPER_SPEC, Markdown). ----
 
     /// The transcription of the paper's tables these cells are checked against, named by
     /// `$LPFT_PAPER_SPEC` (it is not part of the repository). The checks run only when asked for

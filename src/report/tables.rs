@@ -1,4 +1,4 @@
-//! The paper's tables from run records, each beside the paper's own values (spec §6–§10).
+//! The paper's tables from run records, each beside the paper's own values (docs/method.md §6–§10).
 //!
 //! Ours are means ± sample standard deviations over the seeds found (fractions shown in %);
 //! the paper's are its printed values (5 seeds, roberta-base). A "–" means not measured / not
@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use crate::methods::{Method, RunConfig};
 use crate::report::collect::{group, RunRecord, Stat};
 use crate::report::paper::{self, CalibrationMetric, KernelKind, MeanStd};
-use crate::report::table::{Fmt, Table, Value};
+use crate::report::render::table::{Fmt, Table, Value};
 
 fn paper_value(m: Option<MeanStd>) -> Value {
     m.map_or(Value::Missing, |m| {
@@ -288,7 +288,7 @@ pub fn kernels(runs: &[RunRecord], variant: &str, task: &str) -> Option<Table> {
         &format!("eNTK statistics on {task} ({n} train examples), variant `{variant}` — Table 2 layout"),
         "Rank: numerical rank with the float32 tolerance; FN: Frobenius norm of the train×train \
          kernel; Acc: per-logit kernel logistic regression accuracy (%) train/test; FT ratio: \
-         spec §7.3. Ours: mean over the seeds with an eNTK; paper: Table 2 (CB) or 9 (250 examples). \
+         docs/method.md §7.3. Ours: mean over the seeds with an eNTK; paper: Table 2 (CB) or 9 (250 examples). \
          At small N the Acc columns are unreliable: near-tied CV folds make the chosen C (and \
          the accuracy) jump with round-off.",
         &[
@@ -307,7 +307,7 @@ pub fn kernels(runs: &[RunRecord], variant: &str, task: &str) -> Option<Table> {
     );
     let kstat = |rs: &[&RunRecord],
                  key: &str,
-                 f: &dyn Fn(&crate::analysis::kernels::KernelSummary) -> f64| {
+                 f: &dyn Fn(&crate::stages::kernels::KernelSummary) -> f64| {
         stat(rs, |r| {
             r.ntk.as_ref().and_then(|k| k.kernels.get(key)).map(f)
         })
@@ -403,7 +403,7 @@ pub fn alignment(runs: &[RunRecord], variant: &str, task: &str) -> Option<Table>
         (Some(l), Some(f)) => Some(l.frobenius_norm / f.frobenius_norm),
         _ => None,
     };
-    let a = |f: fn(&crate::analysis::kernels::Alignment) -> f64| {
+    let a = |f: fn(&crate::stages::kernels::Alignment) -> f64| {
         stat(&rs, |r| r.alignment.as_ref().map(f))
     };
     t.push(vec![
@@ -471,7 +471,7 @@ pub fn calibration(runs: &[RunRecord], variant: &str, task: &str) -> Option<Tabl
         if rs.is_empty() {
             continue;
         }
-        let c = |f: fn(&crate::calibration::run::CalibrationReport) -> f64| {
+        let c = |f: fn(&crate::stages::calibrate::CalibrationReport) -> f64| {
             stat(&rs, |r| r.calibration.as_ref().map(f))
         };
         t.push(vec![
@@ -574,7 +574,7 @@ pub fn runtimes(runs: &[RunRecord]) -> Table {
     t
 }
 
-/// Plain-language list of the settings that differ from the paper's (spec §3, §7, §10).
+/// Plain-language list of the settings that differ from the paper's (docs/method.md §3, §7, §10).
 pub fn differences(runs: &[RunRecord]) -> Vec<String> {
     let mut out = BTreeSet::new();
     for r in runs {

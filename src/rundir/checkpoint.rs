@@ -12,25 +12,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::methods::optim::Moments;
-use crate::methods::train::EpochRecord;
-
-/// Progress of the gradient stage after a completed epoch.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TrainState {
-    /// Completed epochs.
-    pub epochs_done: usize,
-    /// Optimiser steps taken.
-    pub step: usize,
-    /// Best validation score so far and its (1-based) epoch.
-    pub best_score: Option<f64>,
-    pub best_epoch: Option<usize>,
-    /// Per-epoch records so far.
-    pub history: Vec<EpochRecord>,
-}
+use crate::methods::train::{Checkpoints, TrainState};
+use crate::optim::Moments;
 
 /// The checkpoint directory of a run.
 pub struct CheckpointDir {
@@ -41,7 +27,7 @@ impl CheckpointDir {
     /// `run_dir/checkpoint`.
     pub fn new(run_dir: &Path) -> Self {
         Self {
-            dir: run_dir.join("checkpoint"),
+            dir: run_dir.join(super::CHECKPOINT_DIR),
         }
     }
 
@@ -188,6 +174,40 @@ impl CheckpointDir {
             })?;
         }
         Ok(())
+    }
+}
+
+impl Checkpoints for CheckpointDir {
+    fn has_state(&self) -> bool {
+        CheckpointDir::has_state(self)
+    }
+
+    fn load_state(
+        &self,
+        device: &Device,
+    ) -> Result<(
+        TrainState,
+        BTreeMap<String, Tensor>,
+        BTreeMap<String, Moments>,
+    )> {
+        CheckpointDir::load_state(self, device)
+    }
+
+    fn save_state(
+        &self,
+        vars: &BTreeMap<String, Var>,
+        moments: &BTreeMap<String, Moments>,
+        state: &TrainState,
+    ) -> Result<()> {
+        CheckpointDir::save_state(self, vars, moments, state)
+    }
+
+    fn save_best(&self, vars: &BTreeMap<String, Var>, epoch: usize) -> Result<()> {
+        CheckpointDir::save_best(self, vars, epoch)
+    }
+
+    fn load_best(&self, device: &Device, epoch: usize) -> Result<BTreeMap<String, Tensor>> {
+        CheckpointDir::load_best(self, device, epoch)
     }
 }
 

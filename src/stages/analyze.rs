@@ -12,14 +12,12 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::features::FeatureStats;
 use crate::data::Split;
 use crate::error::Result;
-use crate::methods::load::load_run;
 use crate::methods::lp::features;
-use crate::methods::run::{load_task, write_json};
 use crate::methods::Method;
-use crate::model::{ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
-
-/// The file [`analyze_runs`] writes into each run directory.
-pub const ANALYSIS_FILE: &str = "analysis.json";
+use crate::model::{ModelFiles, ModelOptions, Pooling, SequenceClassifier};
+use crate::rundir::{self, write_json};
+use crate::stages::load::load_run;
+use crate::stages::train::load_task;
 
 /// `analysis.json`: the statistics of the pre-trained encoder and of the run on one split.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,29 +38,9 @@ pub struct AnalysisRow {
     pub stats: FeatureStats,
 }
 
-/// Every run directory (one holding `metrics.json`) at or below `root`, sorted by path.
-pub fn find_runs(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if root.join("metrics.json").exists() {
-        out.push(root.to_path_buf());
-        return out;
-    }
-    if let Ok(entries) = std::fs::read_dir(root) {
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        dirs.sort();
-        for d in dirs {
-            out.extend(find_runs(&d));
-        }
-    }
-    out
-}
-
 /// Reads `analysis.json` of a run, if present.
 pub fn read_analysis(dir: &Path) -> Result<Option<RunAnalysis>> {
-    crate::fsutil::read_json_opt(&dir.join(ANALYSIS_FILE))
+    crate::fsutil::read_json_opt(&dir.join(rundir::ANALYSIS))
 }
 
 /// Computes CS(F), Diff(F), FDR(F) and Norm(C) of each run on `split`, writes its
@@ -81,11 +59,7 @@ pub fn analyze_runs(runs: &[PathBuf], split: Split) -> Result<Vec<AnalysisRow>> 
         let task = load_task(cfg)?;
         let examples = task.split(split);
         let labels = crate::data::require_labels(examples, &format!("{} {split}", task.task))?;
-        let texts: Vec<(&str, Option<&str>)> = examples
-            .iter()
-            .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-            .collect();
-        let enc = trained.tokenizer.encode(&texts)?;
+        let enc = trained.tokenizer.encode_examples(examples)?;
         let n = enc.len();
         let d = trained.files.config.hidden_size;
         let c = task.labels.len();
@@ -121,7 +95,7 @@ pub fn analyze_runs(runs: &[PathBuf], split: Split) -> Result<Vec<AnalysisRow>> 
         let diff_base = (cfg.method != Method::Lp).then_some(phi0.as_slice());
         let stats = FeatureStats::compute(&phi, n, d, &labels, c, diff_base, Some((&w, c)))?;
         write_json(
-            &dir.join(ANALYSIS_FILE),
+            &dir.join(rundir::ANALYSIS),
             &RunAnalysis {
                 split,
                 pretrained: stats0,
@@ -139,13 +113,6 @@ pub fn analyze_runs(runs: &[PathBuf], split: Split) -> Result<Vec<AnalysisRow>> 
 
 /// The pre-trained encoder with a head of `c` labels (the head is not used by the features).
 fn base_model(files: &ModelFiles, c: usize) -> Result<SequenceClassifier> {
-    let ckpt = files.checkpoint(&Device::Cpu)?;
-    let opts = ModelOptions {
-        num_labels: c,
-        pooling: Pooling::First,
-        trainable: Trainable::None,
-        model_seed: 0,
-        lora: None,
-    };
-    Ok(SequenceClassifier::load(&ckpt, &files.config, &opts)?.0)
+    let opts = ModelOptions::frozen(c, Pooling::First);
+    Ok(SequenceClassifier::build(files, &opts, &Device::Cpu)?.0)
 }

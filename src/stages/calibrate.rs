@@ -1,4 +1,4 @@
-//! Temperature scaling of a finished run (spec §9): fit T on the saved validation logits,
+//! Temperature scaling of a finished run (docs/method.md §9): fit T on the saved validation logits,
 //! report test metrics before and after, and the reliability diagrams' data.
 
 use std::path::Path;
@@ -24,7 +24,7 @@ pub struct CalibrationReport {
 
 /// Logits `[n, C]` and labels `[n]` from `predictions/<split>.safetensors`.
 pub fn read_predictions(run: &Path, split: &str) -> Result<(Vec<f64>, Vec<usize>, usize)> {
-    let path = run.join("predictions").join(format!("{split}.safetensors"));
+    let path = crate::rundir::predictions_path(run, split);
     if !path.exists() {
         return Err(Error::io(
             &path,
@@ -75,7 +75,7 @@ pub fn calibrate_run(run: &Path, params: &TemperatureParams) -> Result<Calibrati
 
 /// The fitted temperature of a run, if `lpft calibrate` has written one.
 pub fn read_temperature(run: &Path) -> Result<Option<f64>> {
-    let path = run.join("calibration.json");
+    let path = run.join(crate::rundir::CALIBRATION);
     if !path.exists() {
         return Ok(None);
     }

@@ -1,5 +1,5 @@
 //! The eNTK of a run and its Table 2 statistics: computes P and F at the start of the run's
-//! gradient stage ([`crate::ntk::run::compute_run`]), saves the kernels into `kernels/`, and
+//! gradient stage ([`crate::stages::ntk::compute_run`]), saves the kernels into `kernels/`, and
 //! writes rank, FN, normalised spectrum, kernel-regression accuracy and FT ratio to
 //! `kernels/ntk.json`; and LoRA's F against FT's F ([`align_runs`], `kernels/alignment.json`).
 //!
@@ -16,17 +16,12 @@ use crate::analysis::kernel_stats::{
 };
 use crate::data::Split;
 use crate::error::{Error, Result};
-use crate::methods::run::write_json;
 use crate::ntk::kernel::{Kernel, KernelMatrix};
 use crate::ntk::layerwise::{EntkProgress, ParamGroup};
 use crate::ntk::regression::KernelRegressionParams;
-use crate::ntk::run::{compute_run, save_kernels, NtkRunConfig, RunKernels};
 use crate::ntk::ParamSet;
-
-/// `kernels/ntk.json`, relative to a run directory.
-pub const NTK_FILE: &str = "kernels/ntk.json";
-/// `kernels/alignment.json`, relative to the LoRA run directory.
-pub const ALIGNMENT_FILE: &str = "kernels/alignment.json";
+use crate::rundir::{self, write_json};
+use crate::stages::ntk::{compute_run, save_kernels, NtkRunConfig, RunKernels};
 
 /// Regression accuracies of one kernel (fractions in `[0, 1]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,13 +140,13 @@ pub fn ntk_run(
         f_passes: k.f_train.passes,
         files,
     };
-    write_json(&dir.join(NTK_FILE), &summary)?;
+    write_json(&dir.join(rundir::NTK_SUMMARY), &summary)?;
     Ok((summary, k.split))
 }
 
 /// Reads `kernels/ntk.json` of a run, if present.
 pub fn read_ntk(dir: &Path) -> Result<Option<NtkSummary>> {
-    crate::fsutil::read_json_opt(&dir.join(NTK_FILE))
+    crate::fsutil::read_json_opt(&dir.join(rundir::NTK_SUMMARY))
 }
 
 /// `kernels/alignment.json`: LoRA's F against FT's F (Prop. 4.4; ours, not the paper's).
@@ -261,6 +256,6 @@ pub fn align_runs(lora: &Path, ft: &Path, groups: &[String]) -> Result<Alignment
         norm_ratio_restricted: f_lora.frobenius_norm() / restricted.frobenius_norm(),
         norm_ratio_full: f_lora.frobenius_norm() / f_ft.frobenius_norm(),
     };
-    write_json(&lora.join(ALIGNMENT_FILE), &a)?;
+    write_json(&lora.join(rundir::ALIGNMENT), &a)?;
     Ok(a)
 }

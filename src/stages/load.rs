@@ -1,15 +1,18 @@
-//! Rebuilding a trained model from its run directory (for `eval`, `predict`, the analyses).
+//! Rebuilding a trained model from its run directory (for `eval`, `predict`, the analyses), and
+//! evaluating it on any labelled examples.
 
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 
+use crate::calibration::metrics::Metrics;
 use crate::data::batch::TextTokenizer;
 use crate::error::{Error, Result};
 use crate::methods::config::{Method, RunConfig};
-use crate::methods::run::{read_metrics, RunMetrics};
+use crate::methods::evaluate::evaluate;
 use crate::model::source::{self, FetchOptions, ModelSource};
-use crate::model::{Checkpoint, ModelFiles, ModelOptions, SequenceClassifier, Trainable};
+use crate::model::{Checkpoint, ModelFiles, SequenceClassifier, Trainable};
+use crate::rundir::{self, read_config, read_metrics, read_tensors, RunMetrics};
 
 /// A finished run, loaded.
 pub struct TrainedRun {
@@ -19,29 +22,6 @@ pub struct TrainedRun {
     pub files: ModelFiles,
     pub model: SequenceClassifier,
     pub tokenizer: TextTokenizer,
-}
-
-/// Reads a run's `config.json`.
-pub fn read_config(dir: &Path) -> Result<RunConfig> {
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Json { path, source: e })
-}
-
-/// Every tensor of a safetensors file in a run directory (an error naming it when missing).
-pub fn read_tensors(path: &Path) -> Result<Vec<(String, candle_core::Tensor)>> {
-    if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "missing from the run directory",
-            ),
-        ));
-    }
-    Ok(candle_core::safetensors::load(path, &Device::Cpu)?
-        .into_iter()
-        .collect())
 }
 
 /// Loads the trained model of a finished run: the base checkpoint with the run's weights over
@@ -54,23 +34,20 @@ pub fn load_run(dir: &Path) -> Result<TrainedRun> {
     let arch = files.config.arch();
     let mut ckpt = Checkpoint::load(&files.weights, arch, &Device::Cpu)?;
     match config.method {
-        Method::Lp => ckpt.overlay(read_tensors(&dir.join("head.safetensors"))?, arch)?,
+        Method::Lp => ckpt.overlay(read_tensors(&dir.join(rundir::HEAD))?, arch)?,
         Method::Ft | Method::LpFt => ckpt.overlay(
-            read_tensors(&dir.join("model").join("model.safetensors"))?,
+            read_tensors(&dir.join(rundir::MODEL_DIR).join("model.safetensors"))?,
             arch,
         )?,
         Method::Lora | Method::LpLora => ckpt.overlay(
-            read_tensors(&dir.join("adapter").join("adapter_model.safetensors"))?,
+            read_tensors(
+                &dir.join(rundir::ADAPTER_DIR)
+                    .join("adapter_model.safetensors"),
+            )?,
             arch,
         )?,
     }
-    let opts = ModelOptions {
-        num_labels: metrics.labels.len(),
-        pooling: config.pooling,
-        trainable: Trainable::None,
-        model_seed: config.model_seed,
-        lora: config.method.uses_lora().then(|| config.lora.clone()),
-    };
+    let opts = config.model_options(metrics.labels.len(), Trainable::None);
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts)?;
     if let Some(name) = report.created.first() {
         return Err(Error::MissingTensor {
@@ -78,9 +55,7 @@ pub fn load_run(dir: &Path) -> Result<TrainedRun> {
             name: name.clone(),
         });
     }
-    let mut tok_cfg = config.tokenize;
-    tok_cfg.max_len = tok_cfg.max_len.min(files.config.max_input_len());
-    let tokenizer = TextTokenizer::load(&files.tokenizer, files.config.pad_token_id, tok_cfg)?;
+    let tokenizer = TextTokenizer::for_model(&files, config.tokenize)?;
     Ok(TrainedRun {
         dir: dir.to_path_buf(),
         config,
@@ -89,4 +64,36 @@ pub fn load_run(dir: &Path) -> Result<TrainedRun> {
         model,
         tokenizer,
     })
+}
+
+/// Logits and metrics of a loaded run on labelled `examples` (its own split, or another data
+/// set with the same labels).
+///
+/// # Errors
+/// [`crate::Error::InvalidArgument`] naming the example without a label (`what` names the data);
+/// tokenizer and model errors.
+pub fn evaluate_run_on(
+    trained: &TrainedRun,
+    examples: &[crate::data::Example],
+    what: &str,
+) -> Result<(Vec<f64>, Vec<usize>, Metrics)> {
+    let labels: Vec<usize> = examples
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.label.ok_or_else(|| crate::Error::InvalidArgument {
+                field: what.to_string(),
+                reason: format!("example {} has no label", i + 1),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let enc = trained.tokenizer.encode_examples(examples)?;
+    let (z, m) = evaluate(
+        &trained.model,
+        &trained.tokenizer,
+        &enc,
+        &labels,
+        trained.config.train.eval_batch_size,
+    )?;
+    Ok((z, labels, m))
 }

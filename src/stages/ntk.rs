@@ -1,4 +1,4 @@
-//! The NTK stage of a run directory (`lpft ntk`, spec §7.2): P and F at the start of the run's
+//! The eNTK of a run directory (`lpft ntk`, docs/method.md §7.2): P and F at the start of the run's
 //! gradient stage, train×train and eval×train, written to `<run>/kernels/`.
 //!
 //! The model is rebuilt at θ0 from the run's `config.json` (the run's trained weights are not
@@ -13,7 +13,7 @@
 //! replacement (numpy after `set_seed`) when a split is larger than 250; for CB (225 train /
 //! 56 test) both give every example. The chosen indices are saved with the kernels.
 //!
-//! Files (f64 safetensors, STYLE §8):
+//! Files (f64 safetensors):
 //! - `kernels/{P,F}_train_train.safetensors`, `kernels/{P,F}_<split>_train.safetensors`:
 //!   tensor `kernel` `[n1, C, n2, C]` (entry `(i, c, j, c′)` = `K_{cc′}(x_i, x′_j)`, first set
 //!   first: train×train, or eval×train), plus `indices1`/`indices2` (i64, the examples'
@@ -31,13 +31,13 @@ use crate::data::batch::TextTokenizer;
 use crate::data::{Example, Split};
 use crate::error::{Error, Result};
 use crate::methods::config::{Method, RunConfig};
-use crate::methods::load::{read_config, read_tensors};
 use crate::methods::lp;
 use crate::model::source::{self, FetchOptions, ModelSource};
-use crate::model::{Checkpoint, ModelFiles, ModelOptions, SequenceClassifier, Trainable};
+use crate::model::{Checkpoint, ModelFiles, SequenceClassifier, Trainable};
 use crate::ntk::config::{Contraction, EntkConfig, ForwardPath, ParamSet};
 use crate::ntk::kernel::{pretrain_kernel, Kernel};
 use crate::ntk::layerwise::{self, EntkProgress, EntkResult, ParamGroup};
+use crate::rundir::{self, read_config, read_tensors};
 
 /// What `lpft ntk` computes for one run (a config we own).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,28 +160,20 @@ pub fn compute_run(
     let arch = files.config.arch();
     let mut ckpt = Checkpoint::load(&files.weights, arch, &Device::Cpu)?;
     if run.method.has_lp() {
-        ckpt.overlay(read_tensors(&dir.join("lp_head.safetensors"))?, arch)?;
+        ckpt.overlay(read_tensors(&dir.join(rundir::LP_HEAD))?, arch)?;
     }
-    let task = crate::methods::run::load_task(&run)?;
-    let opts = ModelOptions {
-        num_labels: task.labels.len(),
-        pooling: run.pooling,
-        trainable: Trainable::None,
-        model_seed: run.model_seed,
-        lora: run.method.uses_lora().then(|| run.lora.clone()),
-    };
+    let task = crate::stages::train::load_task(&run)?;
+    let opts = run.model_options(task.labels.len(), Trainable::None);
     let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts)?;
     if run.method.has_lp() {
         if let Some(name) = report.created.iter().find(|n| n.starts_with("classifier.")) {
             return Err(Error::MissingTensor {
-                path: dir.join("lp_head.safetensors"),
+                path: dir.join(rundir::LP_HEAD),
                 name: name.clone(),
             });
         }
     }
-    let mut tok_cfg = run.tokenize;
-    tok_cfg.max_len = tok_cfg.max_len.min(files.config.max_input_len());
-    let tok = TextTokenizer::load(&files.tokenizer, files.config.pad_token_id, tok_cfg)?;
+    let tok = TextTokenizer::for_model(&files, run.tokenize)?;
 
     let take = |s: Split| -> &[Example] {
         let all = task.split(s);
@@ -201,13 +193,7 @@ pub fn compute_run(
         });
     }
     let (y_train, y_eval) = (labels_of(train, Split::Train)?, labels_of(eval, cfg.split)?);
-    let encode = |ex: &[Example]| {
-        let texts: Vec<(&str, Option<&str>)> = ex
-            .iter()
-            .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-            .collect();
-        tok.encode(&texts)
-    };
+    let encode = |ex: &[Example]| tok.encode_examples(ex);
     let (enc_train, enc_eval) = (encode(train)?, encode(eval)?);
 
     // P from eval-mode features φ0 (the same model, so the same pooling and head-free φ).
@@ -286,7 +272,7 @@ fn i64_tensor(v: &[usize]) -> Result<Tensor> {
 /// # Errors
 /// [`Error::Write`] (and candle errors) when a file cannot be written.
 pub fn save_kernels(dir: &Path, k: &RunKernels) -> Result<Vec<PathBuf>> {
-    let out = dir.join("kernels");
+    let out = dir.join(rundir::KERNELS_DIR);
     let mut written = Vec::new();
     let split = k.split.as_str();
     let files: [(String, &Kernel, bool); 4] = [

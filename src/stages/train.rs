@@ -1,45 +1,24 @@
-//! One run of one method: a (task, method, seed) cell into `runs/<task>/<method>/seed-<seed>/`.
-//!
-//! Layout (written atomically, `metrics.json` last, so its presence marks a finished run):
-//! `config.json` (the resolved [`RunConfig`]), `lp.json` (LP stage), `history.jsonl` (one
-//! [`EpochRecord`] per epoch), `head.safetensors`, `model/` (FT, LP-FT: Hugging Face layout),
-//! `adapter/` (LoRA, LP-LoRA: PEFT layout), `predictions/{validation,test}.safetensors` (logits),
-//! `manifest.json` (versions, checksums, threads, wall time), `metrics.json`.
-//! `checkpoint/` exists only while a run is unfinished (resume state).
+//! The training stage: one (task, method, seed) cell into its run directory
+//! (`<out>/<task>/<method>/seed-<seed>/`, laid out as [`crate::rundir`] describes): the LP stage,
+//! the gradient stage with its per-epoch checkpoints, evaluation, export, and `metrics.json`
+//! last.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
-use serde::{Deserialize, Serialize};
+use candle_core::Device;
 
-use crate::calibration::metrics::Metrics;
-use crate::data::batch::{Encoded, TextTokenizer};
-use crate::data::{self, Example, LoadOptions, TaskData};
+use crate::data::batch::TextTokenizer;
+use crate::data::{self, LoadOptions, TaskData};
 use crate::error::{Error, Result};
-use crate::methods::checkpoint::CheckpointDir;
 use crate::methods::config::{Method, RunConfig};
+use crate::methods::evaluate;
 use crate::methods::lp::{self, LpSummary};
-use crate::methods::train::{self, EpochRecord, TrainInputs};
-use crate::methods::{evaluate, export};
+use crate::methods::progress::Observer;
+use crate::methods::train::{self, TrainInputs};
+use crate::model::export;
 use crate::model::source::{self, FetchOptions, ModelSource};
-use crate::model::{ModelFiles, ModelOptions, SequenceClassifier, Trainable};
-
-/// Progress callbacks; the library never prints. Every method has a no-op default.
-pub trait Observer {
-    /// A stage begins or a notable event happens (one line of text).
-    fn stage(&mut self, _message: &str) {}
-    /// An epoch begins.
-    fn start_epoch(&mut self, _epoch: usize, _epochs: usize, _steps: usize) {}
-    /// A training step finished.
-    fn step(&mut self, _step: usize, _loss: f64, _examples: usize) {}
-    /// An epoch finished (training and validation).
-    fn end_epoch(&mut self, _record: &EpochRecord) {}
-}
-
-/// An observer that ignores everything.
-pub struct SilentObserver;
-impl Observer for SilentObserver {}
+use crate::model::{ModelFiles, SequenceClassifier, Trainable};
+use crate::rundir::{self, lock_path, run_dir, write_json, CheckpointDir, Manifest, RunMetrics};
 
 /// How to treat an existing run directory.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,80 +29,10 @@ pub struct RunOptions {
     pub overwrite: bool,
 }
 
-/// The metrics of a finished run (`metrics.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunMetrics {
-    pub task: String,
-    pub method: Method,
-    pub seed: u64,
-    pub model: String,
-    pub labels: Vec<String>,
-    pub validation: Metrics,
-    pub test: Metrics,
-    /// ‖V‖_F of the final head (Norm(C)), bias excluded.
-    pub classifier_norm: f64,
-    /// ‖V‖_F of the randomly initialised head.
-    pub initial_classifier_norm: f64,
-    pub lp: Option<LpSummary>,
-    /// 1-based epoch whose parameters were kept (None for LP).
-    pub best_epoch: Option<usize>,
-    pub epochs_run: usize,
-    pub trainable_parameters: usize,
-    /// ‖V‖_F at the start of the gradient stage (after LP and any κ scaling).
-    #[serde(default)]
-    pub stage_start_classifier_norm: Option<f64>,
-}
-
-/// Versions and provenance of a run (`manifest.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    pub lpft_version: String,
-    pub git_commit: Option<String>,
-    pub model: String,
-    pub model_dir: PathBuf,
-    pub model_sha256: String,
-    pub threads: usize,
-    pub wall_seconds: f64,
-    pub started_unix: u64,
-}
-
 /// A finished run.
 pub struct RunOutcome {
     pub dir: PathBuf,
     pub metrics: RunMetrics,
-}
-
-/// `out_root/<task>/<method>/seed-<seed>`.
-pub fn run_dir(out_root: &Path, cfg: &RunConfig) -> PathBuf {
-    out_root
-        .join(&cfg.task)
-        .join(cfg.method.as_str())
-        .join(format!("seed-{}", cfg.seed))
-}
-
-/// The lock file of a run directory: `.<name>.lock` beside it.
-pub fn lock_path(dir: &Path) -> PathBuf {
-    let name = dir
-        .file_name()
-        .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
-    dir.with_file_name(format!(".{name}.lock"))
-}
-
-/// Writes `value` as pretty JSON at `path`, atomically.
-pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::Json {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    crate::fsutil::write_atomic(path, &bytes)
-}
-
-fn encode(tok: &TextTokenizer, examples: &[Example]) -> Result<Vec<Encoded>> {
-    let texts: Vec<(&str, Option<&str>)> = examples
-        .iter()
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
-    tok.encode(&texts)
 }
 
 /// Loads a task as a run config names it.
@@ -140,7 +49,7 @@ pub fn load_task(cfg: &RunConfig) -> Result<TaskData> {
 /// A resumed run must continue with the settings it started with: a run directory holding a
 /// `config.json` and a checkpoint is only continued with an equal config.
 fn check_resumed_config(dir: &Path, cfg: &RunConfig) -> Result<()> {
-    let path = dir.join("config.json");
+    let path = dir.join(rundir::CONFIG);
     if !CheckpointDir::new(dir).has_state() || !path.exists() {
         return Ok(());
     }
@@ -192,7 +101,7 @@ fn json_diff(at: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut V
 }
 
 fn prepare_dir(dir: &Path, opts: &RunOptions) -> Result<()> {
-    let finished = dir.join("metrics.json").exists();
+    let finished = rundir::is_finished(dir);
     let partial = CheckpointDir::new(dir).has_state();
     if opts.overwrite && dir.exists() {
         std::fs::remove_dir_all(dir).map_err(|e| Error::Write {
@@ -235,7 +144,7 @@ pub fn run(
     let _lock = crate::fsutil::try_lock(&lock_path(&dir), &dir)?;
     prepare_dir(&dir, opts)?;
     check_resumed_config(&dir, cfg)?;
-    write_json(&dir.join("config.json"), cfg)?;
+    write_json(&dir.join(rundir::CONFIG), cfg)?;
 
     let resolved = source::resolve(&ModelSource::parse(&cfg.model), &FetchOptions::default())?;
     let files = ModelFiles::open(&resolved.dir)?;
@@ -254,13 +163,7 @@ pub fn run(
             Trainable::Matching(vec!["lora_".into(), "classifier.".into()])
         }
     };
-    let model_opts = ModelOptions {
-        num_labels: n_classes,
-        pooling: cfg.pooling,
-        trainable,
-        model_seed: cfg.model_seed,
-        lora: cfg.method.uses_lora().then(|| cfg.lora.clone()),
-    };
+    let model_opts = cfg.model_options(n_classes, trainable);
     let (mut model, report) = SequenceClassifier::load(&ckpt, &files.config, &model_opts)?;
     let trainable_parameters = report.trainable_count();
     observer.stage(&format!(
@@ -273,12 +176,10 @@ pub fn run(
         task.test.len(),
         trainable_parameters
     ));
-    let mut tok_cfg = cfg.tokenize;
-    tok_cfg.max_len = tok_cfg.max_len.min(files.config.max_input_len());
-    let tok = TextTokenizer::load(&files.tokenizer, files.config.pad_token_id, tok_cfg)?;
-    let train_enc = encode(&tok, &task.train)?;
-    let val_enc = encode(&tok, &task.validation)?;
-    let test_enc = encode(&tok, &task.test)?;
+    let tok = TextTokenizer::for_model(&files, cfg.tokenize)?;
+    let train_enc = tok.encode_examples(&task.train)?;
+    let val_enc = tok.encode_examples(&task.validation)?;
+    let test_enc = tok.encode_examples(&task.test)?;
     let initial_classifier_norm = model.head.norm()?;
 
     let lp_summary = if cfg.method.has_lp() {
@@ -321,8 +222,8 @@ pub fn run(
                 ""
             }
         ));
-        write_json(&dir.join("lp.json"), &summary)?;
-        crate::methods::export::write_head(&model, &dir.join("lp_head.safetensors"))?;
+        write_json(&dir.join(rundir::LP_SUMMARY), &summary)?;
+        export::write_head(&model, &dir.join(rundir::LP_HEAD))?;
         Some(summary)
     } else {
         None
@@ -364,18 +265,7 @@ pub fn run(
             opts.resume,
             observer,
         )?;
-        let mut lines = Vec::new();
-        for rec in &state.history {
-            let line = serde_json::to_string(rec).map_err(|e| Error::Json {
-                path: dir.join("history.jsonl"),
-                source: e,
-            })?;
-            lines.push(line);
-        }
-        crate::fsutil::write_atomic(
-            &dir.join("history.jsonl"),
-            (lines.join("\n") + "\n").as_bytes(),
-        )?;
+        rundir::write_history(&dir, &state.history)?;
         best_epoch = state.best_epoch;
         epochs_run = state.epochs_done;
     }
@@ -384,20 +274,20 @@ pub fn run(
     let bs = cfg.train.eval_batch_size;
     let (val_logits, validation) = evaluate::evaluate(&model, &tok, &val_enc, &val_labels, bs)?;
     let (test_logits, test) = evaluate::evaluate(&model, &tok, &test_enc, &test_labels, bs)?;
-    save_predictions(&dir, "validation", &val_logits, &val_labels, n_classes)?;
-    save_predictions(&dir, "test", &test_logits, &test_labels, n_classes)?;
+    rundir::save_predictions(&dir, "validation", &val_logits, &val_labels, n_classes)?;
+    rundir::save_predictions(&dir, "test", &test_logits, &test_labels, n_classes)?;
 
-    export::write_head(&model, &dir.join("head.safetensors"))?;
+    export::write_head(&model, &dir.join(rundir::HEAD))?;
     match cfg.method {
         Method::Ft | Method::LpFt => {
-            export::write_hf_model(&model, &files, &task.labels, &dir.join("model"))?
+            export::write_hf_model(&model, &files, &task.labels, &dir.join(rundir::MODEL_DIR))?
         }
         Method::Lora | Method::LpLora => export::write_peft_adapter(
             &model,
             &files,
             &cfg.lora,
             &resolved.name,
-            &dir.join("adapter"),
+            &dir.join(rundir::ADAPTER_DIR),
         )?,
         Method::Lp => {}
     }
@@ -415,7 +305,7 @@ pub fn run(
         wall_seconds: started.elapsed().as_secs_f64(),
         started_unix,
     };
-    write_json(&dir.join("manifest.json"), &manifest)?;
+    write_json(&dir.join(rundir::MANIFEST), &manifest)?;
     let metrics = RunMetrics {
         task: task.task.clone(),
         method: cfg.method,
@@ -435,37 +325,6 @@ pub fn run(
     // The resume state goes before the finishing mark, so a finished run never carries one; a
     // crash between the two only means that a resumed run trains again (to the same bytes).
     CheckpointDir::new(&dir).remove()?;
-    write_json(&dir.join("metrics.json"), &metrics)?;
+    write_json(&dir.join(rundir::METRICS), &metrics)?;
     Ok(RunOutcome { dir, metrics })
-}
-
-/// Saves eval logits `[n, C]` (f32) and labels `[n]` as `predictions/<split>.safetensors`.
-pub fn save_predictions(
-    dir: &Path,
-    split: &str,
-    logits: &[f64],
-    labels: &[usize],
-    n_classes: usize,
-) -> Result<()> {
-    let n = labels.len();
-    let z: Vec<f32> = logits.iter().map(|&v| v as f32).collect();
-    let y: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
-    let map = HashMap::from([
-        (
-            "logits".to_string(),
-            Tensor::from_vec(z, (n, n_classes), &Device::Cpu)?,
-        ),
-        ("labels".to_string(), Tensor::from_vec(y, n, &Device::Cpu)?),
-    ]);
-    crate::fsutil::save_tensors_atomic(
-        &map,
-        &dir.join("predictions").join(format!("{split}.safetensors")),
-    )
-}
-
-/// Reads a finished run's metrics.
-pub fn read_metrics(dir: &Path) -> Result<RunMetrics> {
-    let path = dir.join("metrics.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Json { path, source: e })
 }

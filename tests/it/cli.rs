@@ -479,23 +479,46 @@ fn demo_runs_the_whole_pipeline_on_a_tiny_model() {
         "--ntk-examples",
         "4",
     ]);
+    // The demo is the `configs/demo.toml` grid: its report's headline tables, in order.
+    let mut at = 0;
     for needle in [
-        "Accuracy and calibration",
-        "Temperature scaling",
-        "Table 1",
-        "eNTK at the start of lp-ft",
+        "Table 8 layout",
+        "Table 3 layout",
+        "Table 1 layout",
+        "Table 13 layout",
+        "Table 2 layout",
+        "LoRA's F against FT's F",
+        "Findings",
     ] {
-        assert!(stdout.contains(needle), "demo prints {needle}:\n{stdout}");
+        let i = stdout[at..].find(needle).unwrap_or_else(|| {
+            panic!("demo prints {needle} (after the previous table):\n{stdout}")
+        });
+        at += i;
     }
+    let runs = out.join("runs/base/cb");
     for m in ["lp", "ft", "lp-ft", "lora", "lp-lora"] {
-        let run = out.join("cb").join(m).join("seed-1001");
+        let run = runs.join(m).join("seed-1001");
         for f in ["metrics.json", "calibration.json", "analysis.json"] {
             assert!(run.join(f).exists(), "{m}: {f}");
         }
     }
-    assert!(out.join("cb/ft/seed-1001/kernels/ntk.json").exists());
+    assert!(runs.join("lp/seed-1001/lp-path.json").exists());
+    // The eNTK for FT, LP-FT and LoRA only.
+    for (m, has) in [
+        ("ft", true),
+        ("lp-ft", true),
+        ("lora", true),
+        ("lp", false),
+        ("lp-lora", false),
+    ] {
+        assert_eq!(
+            runs.join(m).join("seed-1001/kernels/ntk.json").exists(),
+            has,
+            "{m}"
+        );
+    }
     let align: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("cb/lora/seed-1001/kernels/alignment.json")).unwrap(),
+        &std::fs::read_to_string(runs.join("lora/seed-1001/kernels/alignment.json")).unwrap(),
     )
     .unwrap();
     let a = align["alignment_restricted"].as_f64().unwrap();

@@ -2,9 +2,11 @@
 
 use std::path::Path;
 
-use lpft::methods::run::{read_metrics, Observer, RunOptions};
-use lpft::methods::train::EpochRecord;
-use lpft::methods::{self, Method, RunConfig, SilentObserver};
+use lpft::methods::progress::EpochRecord;
+use lpft::methods::Observer;
+use lpft::methods::{Method, RunConfig, SilentObserver};
+use lpft::rundir::read_metrics;
+use lpft::stages::train::RunOptions;
 
 use crate::util::{self, fixtures};
 
@@ -31,8 +33,8 @@ fn setup(test: &str) -> tempfile::TempDir {
     dir
 }
 
-fn run(cfg: &RunConfig, out: &Path) -> lpft::methods::RunOutcome {
-    methods::run(cfg, out, &RunOptions::default(), &mut SilentObserver)
+fn run(cfg: &RunConfig, out: &Path) -> lpft::stages::train::RunOutcome {
+    lpft::stages::train::run(cfg, out, &RunOptions::default(), &mut SilentObserver)
         .unwrap_or_else(|e| panic!("{} failed: {e}", cfg.method))
 }
 
@@ -137,18 +139,18 @@ fn resume_after_kill_gives_identical_metrics() {
         let whole = run(&cfg, &tmp.path().join("whole"));
         let out = tmp.path().join("killed");
         let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            methods::run(&cfg, &out, &RunOptions::default(), &mut KillAfter(2))
+            lpft::stages::train::run(&cfg, &out, &RunOptions::default(), &mut KillAfter(2))
         }));
         assert!(killed.is_err(), "the simulated kill happened");
-        let dir = methods::run::run_dir(&out, &cfg);
+        let dir = lpft::rundir::run_dir(&out, &cfg);
         assert!(!dir.join("metrics.json").exists());
         // Without --resume the interrupted run is not silently overwritten.
-        let err = methods::run(&cfg, &out, &RunOptions::default(), &mut SilentObserver)
+        let err = lpft::stages::train::run(&cfg, &out, &RunOptions::default(), &mut SilentObserver)
             .err()
             .expect("an interrupted run needs --resume")
             .to_string();
         assert!(err.contains("--resume"), "{err}");
-        let resumed = methods::run(
+        let resumed = lpft::stages::train::run(
             &cfg,
             &out,
             &RunOptions {
@@ -238,13 +240,10 @@ fn trained_runs_reload_with_the_same_predictions() {
         let mut cfg = config(&data, method, 1001);
         cfg.train.epochs = 2;
         let o = run(&cfg, &out);
-        let trained = lpft::methods::load::load_run(&o.dir).unwrap();
-        let task = lpft::methods::run::load_task(&cfg).unwrap();
-        let texts: Vec<(&str, Option<&str>)> = task
-            .test
-            .iter()
-            .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-            .collect();
+        let trained = lpft::stages::load::load_run(&o.dir).unwrap();
+        let task = lpft::stages::train::load_task(&cfg).unwrap();
+        let texts: Vec<(&str, Option<&str>)> =
+            task.test.iter().map(lpft::data::Example::texts).collect();
         let enc = trained.tokenizer.encode(&texts).unwrap();
         let z =
             lpft::methods::evaluate::logits(&trained.model, &trained.tokenizer, &enc, 7).unwrap();

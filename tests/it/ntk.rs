@@ -188,7 +188,7 @@ fn layerwise_ft_kernel_matches_reference() {
     }
 }
 
-/// F the paper code's way (spec §7.2: the full Jacobian of φ, one backward pass per feature
+/// F the paper code's way (docs/method.md §7.2: the full Jacobian of φ, one backward pass per feature
 /// dimension, contracted with V0, then inner products) equals the layer-wise F, symmetric and
 /// asymmetric, and really takes h backward passes per example.
 #[test]

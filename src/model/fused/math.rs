@@ -4,12 +4,7 @@
 //! libm's scalar `erff`/`expf` were ~10% of a fine-tuning step (GELU forward and backward,
 //! softmax); these keep f32 accuracy to a few ulp (tested against libm below).
 
-/// Runs `f` compiled for AVX-512 or AVX2+FMA where the CPU has them, else for the baseline.
-/// `f` and what it calls should be `#[inline(always)]` so the wider code reaches them.
-#[inline(always)]
-pub(crate) fn simd<R>(f: impl FnOnce() -> R) -> R {
-    pulp::Arch::new().dispatch(f)
-}
+pub(crate) use crate::simd::simd;
 
 /// Independent partial sums in the reductions below: a plain `iter().sum()` over f32 is one
 /// dependency chain (the compiler may not reorder float additions), one add per ~4 cycles; 16

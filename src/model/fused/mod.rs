@@ -1,4 +1,4 @@
-//! Fused CPU kernels with hand-written backward passes (issue #4).
+//! Fused CPU kernels with hand-written backward passes.
 //!
 //! Composed from candle's ops, every elementwise step costs a full pass over memory, a fresh
 //! buffer and a thread barrier, and its backward adds the step's gradient into a freshly zeroed
@@ -36,7 +36,6 @@ pub use attention::attention;
 pub use ffn::linear_gelu;
 pub use linear::linear;
 pub use lora::lora_linear;
-pub(crate) use math::simd;
 pub use residual::residual_layer_norm;
 
 /// Rows per rayon task: large enough to amortise scheduling, small enough to balance 2+ cores.
