@@ -36,7 +36,7 @@ const ADAM_BETA2: f64 = 0.999;
 const ADAM_EPS: f64 = 1e-8;
 
 /// How [`TemperatureParams::fit`] minimises the validation NLL over `T`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum TsMethod {
     /// Exact minimiser: safeguarded Newton on `β = 1/T` (convex), to `tol` in `log T`.
@@ -131,6 +131,14 @@ impl TemperatureParams {
         Self {
             method: TsMethod::Adam,
             ..Self::default()
+        }
+    }
+
+    /// The defaults of `method`: the exact minimiser, or the paper's Adam.
+    pub fn for_method(method: TsMethod) -> Self {
+        match method {
+            TsMethod::Lbfgs => Self::default(),
+            TsMethod::Adam => Self::paper(),
         }
     }
 

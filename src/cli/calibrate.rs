@@ -16,19 +16,12 @@ pub struct CalibrateArgs {
     pub run: Vec<PathBuf>,
     /// Optimiser: `lbfgs` (exact minimiser of validation NLL, default) or `adam` (the paper's
     /// Adam, lr 1e-3, T0 = 1, patience 10).
-    #[arg(long, default_value = "lbfgs")]
-    pub method: String,
+    #[arg(long, value_enum, default_value_t = TsMethod::Lbfgs)]
+    pub method: TsMethod,
 }
 
 pub fn run(args: CalibrateArgs) -> anyhow::Result<()> {
-    let params = match args.method.as_str() {
-        "lbfgs" => TemperatureParams::default(),
-        "adam" => TemperatureParams {
-            method: TsMethod::Adam,
-            ..TemperatureParams::paper()
-        },
-        other => anyhow::bail!("--method {other}: expected lbfgs or adam"),
-    };
+    let params = TemperatureParams::for_method(args.method);
     println!(
         "{:<40} {:>7} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "run", "T", "ECE", "ECE(TS)", "MCE", "MCE(TS)", "NLL", "NLL(TS)"

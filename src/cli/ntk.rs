@@ -31,9 +31,9 @@ pub struct NtkArgs {
     /// from the run's method.
     #[arg(long)]
     pub params: Option<String>,
-    /// Weight-block contraction: auto, materialize or token-pairs (all exact).
-    #[arg(long, default_value = "auto")]
-    pub contraction: String,
+    /// Weight-block contraction (all exact; they differ in cost).
+    #[arg(long, value_enum, default_value_t = Contraction::Auto)]
+    pub contraction: Contraction,
     /// Memory for stored per-example layer factors, MiB; more layers than fit are processed in
     /// extra passes over the examples.
     #[arg(long, default_value_t = 4096)]
@@ -52,14 +52,7 @@ impl TryFrom<&NtkArgs> for NtkRunConfig {
             Some("lora") => Some(ParamSet::Lora),
             Some(other) => anyhow::bail!("--params {other}: expected ft or lora"),
         };
-        let contraction = match a.contraction.as_str() {
-            "auto" => Contraction::Auto,
-            "materialize" => Contraction::Materialize,
-            "token-pairs" => Contraction::TokenPairs,
-            other => {
-                anyhow::bail!("--contraction {other}: expected auto, materialize or token-pairs")
-            }
-        };
+        let contraction = a.contraction;
         let cfg = NtkRunConfig {
             split: a.split,
             max_examples: a.max_examples,

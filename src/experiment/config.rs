@@ -116,12 +116,8 @@ fn test_split() -> Split {
 #[serde(deny_unknown_fields)]
 pub struct CalibrationAnalysis {
     /// `lbfgs` (on log T, default) or `adam` (the paper's Adam, lr 1e-3, patience 10).
-    #[serde(default = "lbfgs")]
-    pub method: String,
-}
-
-fn lbfgs() -> String {
-    "lbfgs".into()
+    #[serde(default)]
+    pub method: crate::calibration::TsMethod,
 }
 
 /// Settings of the eNTK analysis.
@@ -269,8 +265,7 @@ impl ExperimentConfig {
         cfg.validate().map_err(|e| {
             let message = e.to_string();
             // serde names a misspelt key of an override table but not its place: find its line.
-            match unknown_field(&message).and_then(|key| line_of_key(text, key).map(|l| (key, l)))
-            {
+            match unknown_field(&message).and_then(|key| line_of_key(text, key).map(|l| (key, l))) {
                 Some((key, line)) => Error::Parse {
                     path: path.to_path_buf(),
                     line,
@@ -327,14 +322,6 @@ impl ExperimentConfig {
         if let Some(n) = &self.analyses.ntk {
             if n.max_examples == 0 {
                 return Err(invalid("analyses.ntk.max_examples", "must be ≥ 1".into()));
-            }
-        }
-        if let Some(c) = &self.analyses.calibration {
-            if !matches!(c.method.as_str(), "lbfgs" | "adam") {
-                return Err(invalid(
-                    "analyses.calibration.method",
-                    format!("`{}`: expected lbfgs or adam", c.method),
-                ));
             }
         }
         for o in &self.ood {

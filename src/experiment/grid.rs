@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::calibration::{TemperatureParams, TsMethod};
+use crate::calibration::TemperatureParams;
 use crate::data;
 use crate::error::{Error, Result};
 use crate::experiment::config::{Cell, ExperimentConfig, OodSet};
@@ -192,13 +192,8 @@ fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Resu
     }
     if todo.calibration {
         obs.stage(cell, "calibration");
-        let params = match exp.analyses.calibration.as_ref().map(|c| c.method.as_str()) {
-            Some("adam") => TemperatureParams {
-                method: TsMethod::Adam,
-                ..TemperatureParams::paper()
-            },
-            _ => TemperatureParams::default(),
-        };
+        let method = exp.analyses.calibration.as_ref().map(|c| c.method);
+        let params = TemperatureParams::for_method(method.unwrap_or_default());
         let report = calibrate_run(&cell.dir, &params)?;
         write_json(&cell.dir.join(rundir::CALIBRATION), &report)?;
     }

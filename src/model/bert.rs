@@ -9,7 +9,7 @@
 use candle_core::{DType, Device, Shape, Tensor};
 
 use crate::error::{Error, Result};
-use crate::model::config::{Arch, EncoderConfig};
+use crate::model::config::{Activation, Arch, EncoderConfig};
 use crate::model::linear::Linear;
 use crate::model::mode::Mode;
 use crate::model::params::Params;
@@ -254,7 +254,7 @@ pub struct Layer {
     pub intermediate: Linear,
     pub output: Linear,
     pub layer_norm: LayerNorm,
-    act: String,
+    act: Activation,
     hidden_dropout: f64,
 }
 
@@ -273,7 +273,7 @@ impl Layer {
                 h,
                 cfg.layer_norm_eps,
             )?,
-            act: cfg.hidden_act.clone(),
+            act: cfg.activation(),
             hidden_dropout: cfg.hidden_dropout_prob,
         })
     }
@@ -299,7 +299,7 @@ impl Layer {
             // One op for the layer and its activation (see `fused::linear_gelu`) where nothing
             // needs the pre-activation: no recorder, no adapter on this layer.
             Some(b)
-                if self.act == "gelu"
+                if self.act == Activation::Gelu
                     && rec.is_none()
                     && dense.lora.is_none()
                     && fused::applies(&attn) =>
@@ -311,9 +311,9 @@ impl Layer {
                     .intermediate
                     .forward_without_bias_recorded(&attn, rec)?,
                 b,
-                &self.act,
+                self.act,
             )?,
-            None => ops::activation(&self.intermediate.forward_recorded(&attn, rec)?, &self.act)?,
+            None => ops::activation(&self.intermediate.forward_recorded(&attn, rec)?, self.act)?,
         };
         let out = self.output.forward_recorded(&inter, rec)?;
         let keep =

@@ -80,6 +80,29 @@ pub struct EncoderConfig {
     pub initializer_range: f64,
 }
 
+/// The FFN activations of BERT-family configs (`hidden_act`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: the exact (erf) form.
+    Gelu,
+    /// `gelu_new`: the tanh approximation.
+    GeluNew,
+    /// `relu`.
+    Relu,
+}
+
+impl Activation {
+    /// The activation a `hidden_act` name means, if supported.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" => Some(Activation::Gelu),
+            "gelu_new" => Some(Activation::GeluNew),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+}
+
 impl EncoderConfig {
     /// Reads and validates `config.json`.
     pub fn load(path: &Path) -> Result<Self> {
@@ -98,6 +121,11 @@ impl EncoderConfig {
             "roberta" | "xlm-roberta" | "camembert" => Arch::Roberta,
             _ => Arch::Bert,
         }
+    }
+
+    /// The FFN activation named by `hidden_act` (validated when the config is loaded).
+    pub fn activation(&self) -> Activation {
+        Activation::from_name(&self.hidden_act).unwrap_or(Activation::Gelu)
     }
 
     /// Size of one attention head.
@@ -142,7 +170,7 @@ impl EncoderConfig {
                 ),
             ));
         }
-        if !matches!(self.hidden_act.as_str(), "gelu" | "gelu_new" | "relu") {
+        if Activation::from_name(&self.hidden_act).is_none() {
             return Err(bad(
                 "hidden_act",
                 format!(

@@ -7,6 +7,7 @@
 use candle_core::{Tensor, D};
 
 use crate::error::Result;
+use crate::model::config::Activation;
 use crate::model::fused;
 
 /// LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · γ + β (biased variance).
@@ -138,20 +139,20 @@ pub fn attention_composed(
         .reshape((b, lq, h))?)
 }
 
-/// activation(xs + bias) over the last dimension (fused on CPU for `gelu`).
-pub fn bias_activation(xs: &Tensor, bias: &Tensor, name: &str) -> Result<Tensor> {
-    if name == "gelu" && fused::applies(xs) {
+/// activation(xs + bias) over the last dimension (fused on CPU for GELU).
+pub fn bias_activation(xs: &Tensor, bias: &Tensor, act: Activation) -> Result<Tensor> {
+    if act == Activation::Gelu && fused::applies(xs) {
         return Ok(fused::bias_gelu(xs, bias)?);
     }
-    activation(&xs.broadcast_add(bias)?, name)
+    activation(&xs.broadcast_add(bias)?, act)
 }
 
-/// The activation named by `hidden_act`: `gelu` (erf form), `gelu_new` (tanh form) or `relu`.
-pub fn activation(xs: &Tensor, name: &str) -> Result<Tensor> {
-    Ok(match name {
-        "gelu_new" => xs.gelu()?,
-        "relu" => xs.relu()?,
-        _ => xs.gelu_erf()?,
+/// The FFN activation: GELU (erf form), GELU (tanh form) or ReLU.
+pub fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
+    Ok(match act {
+        Activation::GeluNew => xs.gelu()?,
+        Activation::Relu => xs.relu()?,
+        Activation::Gelu => xs.gelu_erf()?,
     })
 }
 

@@ -41,7 +41,7 @@ impl ParamSet {
 
 /// How the weight blocks `⟨G_c(x)ᵀX(x), G_{c′}(x′)ᵀX(x′)⟩_F` are contracted. Both are exact;
 /// they differ only in cost and round-off order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Contraction {
     /// Per layer, whichever of the two below costs fewer multiply-adds for the lengths at hand.
