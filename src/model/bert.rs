@@ -232,14 +232,14 @@ impl Attention {
         let (b, l, _) = xs.dims3()?;
         let lq = xq.dims3()?.1;
         let rec = mode.recorder();
-        let q = self.query.forward_recorded(xq, rec)?;
-        let k = self.key.forward_recorded(xs, rec)?;
-        let v = self.value.forward_recorded(xs, rec)?;
+        let q = self.query.forward(xq, rec)?;
+        let k = self.key.forward(xs, rec)?;
+        let v = self.value.forward(xs, rec)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let probs_shape = Shape::from((b, self.heads, lq, l));
         let keep = mode.dropout_mask(&probs_shape, q.device(), q.dtype(), self.attn_dropout)?;
         let ctx = ops::attention(&q, &k, &v, mask, keep.as_ref(), self.heads, scale)?;
-        let out = self.output.forward_recorded(&ctx, rec)?;
+        let out = self.output.forward(&ctx, rec)?;
         let keep =
             mode.dropout_mask(out.shape(), out.device(), out.dtype(), self.hidden_dropout)?;
         self.layer_norm
@@ -307,15 +307,13 @@ impl Layer {
                 fused::linear_gelu(&attn, &dense.weight, b)?
             }
             Some(b) => ops::bias_activation(
-                &self
-                    .intermediate
-                    .forward_without_bias_recorded(&attn, rec)?,
+                &self.intermediate.forward_without_bias(&attn, rec)?,
                 b,
                 self.act,
             )?,
-            None => ops::activation(&self.intermediate.forward_recorded(&attn, rec)?, self.act)?,
+            None => ops::activation(&self.intermediate.forward(&attn, rec)?, self.act)?,
         };
-        let out = self.output.forward_recorded(&inter, rec)?;
+        let out = self.output.forward(&inter, rec)?;
         let keep =
             mode.dropout_mask(out.shape(), out.device(), out.dtype(), self.hidden_dropout)?;
         self.layer_norm

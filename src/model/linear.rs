@@ -35,30 +35,17 @@ impl Linear {
         (d[1], d[0])
     }
 
-    /// Applies the layer to the last dimension of `xs`.
-    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.forward_recorded(xs, None)
-    }
-
-    /// [`Linear::forward`], reporting to `recorder` when there is one (eNTK, see
-    /// [`crate::model::record`]); identical values either way.
-    pub fn forward_recorded(&self, xs: &Tensor, recorder: Option<&Recorder>) -> Result<Tensor> {
+    /// Applies the layer to the last dimension of `xs`, reporting to `recorder` when there is one
+    /// (the eNTK, see [`crate::model::record`]; `mode.recorder()` in a forward pass); identical
+    /// values either way.
+    pub fn forward(&self, xs: &Tensor, recorder: Option<&Recorder>) -> Result<Tensor> {
         self.apply(xs, recorder, true)
     }
 
-    /// x Wᵀ (+ the LoRA update), without the bias: for callers that fuse the bias into the next
-    /// op.
-    pub fn forward_without_bias(&self, xs: &Tensor) -> Result<Tensor> {
-        self.apply(xs, None, false)
-    }
-
-    /// [`Linear::forward_without_bias`], reporting to `recorder` when there is one: the input
-    /// and a zero probe on the output (whose gradient is then the output gradient).
-    pub fn forward_without_bias_recorded(
-        &self,
-        xs: &Tensor,
-        recorder: Option<&Recorder>,
-    ) -> Result<Tensor> {
+    /// x Wᵀ (+ the LoRA update), without the bias, for callers that fuse the bias into the next
+    /// op; a `recorder` gets the input and a zero probe on the output (whose gradient is then
+    /// the output gradient).
+    pub fn forward_without_bias(&self, xs: &Tensor, recorder: Option<&Recorder>) -> Result<Tensor> {
         self.apply(xs, recorder, false)
     }
 
