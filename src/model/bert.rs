@@ -327,6 +327,8 @@ pub struct Encoder {
     pub embeddings: Embeddings,
     pub layers: Vec<Layer>,
     cfg: EncoderConfig,
+    /// Every parameter with its checkpoint name, as the layers loaded them.
+    params: Vec<(String, Tensor)>,
 }
 
 impl Encoder {
@@ -336,10 +338,16 @@ impl Encoder {
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::load(p, i, cfg))
             .collect::<Result<Vec<_>>>()?;
+        let params = p
+            .loaded()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("classifier."))
+            .collect();
         Ok(Self {
             embeddings,
             layers,
             cfg: cfg.clone(),
+            params,
         })
     }
 
@@ -407,63 +415,11 @@ pub fn additive_mask(inputs: &Inputs, dev: &Device, dtype: DType) -> Result<Tens
 }
 
 impl Encoder {
-    /// Every encoder parameter with its checkpoint name (prefix stripped), in module order.
+    /// Every encoder parameter with its checkpoint name (prefix stripped), in module order: the
+    /// names the layers loaded them by (the one spelling of the tensor-name tree, shared by the
+    /// export, the eNTK's catalogue and `inspect`). The tensors are the layers' own (same ids,
+    /// and a trained `Var`'s current values).
     pub fn parameters(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        let e = &self.embeddings;
-        out.push((
-            "embeddings.word_embeddings.weight".into(),
-            e.word_embeddings.clone(),
-        ));
-        out.push((
-            "embeddings.position_embeddings.weight".into(),
-            e.position_embeddings.clone(),
-        ));
-        out.push((
-            "embeddings.token_type_embeddings.weight".into(),
-            e.token_type_embeddings.clone(),
-        ));
-        push_ln(&mut out, "embeddings.LayerNorm", &e.layer_norm);
-        for (i, layer) in self.layers.iter().enumerate() {
-            let p = format!("encoder.layer.{i}");
-            let a = &layer.attention;
-            push_linear(&mut out, &format!("{p}.attention.self.query"), &a.query);
-            push_linear(&mut out, &format!("{p}.attention.self.key"), &a.key);
-            push_linear(&mut out, &format!("{p}.attention.self.value"), &a.value);
-            push_linear(&mut out, &format!("{p}.attention.output.dense"), &a.output);
-            push_ln(
-                &mut out,
-                &format!("{p}.attention.output.LayerNorm"),
-                &a.layer_norm,
-            );
-            push_linear(
-                &mut out,
-                &format!("{p}.intermediate.dense"),
-                &layer.intermediate,
-            );
-            push_linear(&mut out, &format!("{p}.output.dense"), &layer.output);
-            push_ln(
-                &mut out,
-                &format!("{p}.output.LayerNorm"),
-                &layer.layer_norm,
-            );
-        }
-        out
+        self.params.clone()
     }
-}
-
-fn push_linear(out: &mut Vec<(String, Tensor)>, name: &str, l: &Linear) {
-    out.push((format!("{name}.weight"), l.weight.clone()));
-    if let Some(b) = &l.bias {
-        out.push((format!("{name}.bias"), b.clone()));
-    }
-    if let Some(lora) = &l.lora {
-        out.push((format!("{name}.lora_A.weight"), lora.a.clone()));
-        out.push((format!("{name}.lora_B.weight"), lora.b.clone()));
-    }
-}
-
-fn push_ln(out: &mut Vec<(String, Tensor)>, name: &str, ln: &LayerNorm) {
-    out.push((format!("{name}.weight"), ln.weight.clone()));
-    out.push((format!("{name}.bias"), ln.bias.clone()));
 }

@@ -210,6 +210,8 @@ pub struct Params<'a> {
     used: RefCell<BTreeSet<String>>,
     vars: RefCell<BTreeMap<String, Var>>,
     created: RefCell<BTreeSet<String>>,
+    /// Every tensor handed out, with its name, in the order the model asked for them.
+    loaded: RefCell<Vec<(String, Tensor)>>,
 }
 
 impl<'a> Params<'a> {
@@ -229,7 +231,14 @@ impl<'a> Params<'a> {
             used: RefCell::default(),
             vars: RefCell::default(),
             created: RefCell::default(),
+            loaded: RefCell::default(),
         }
+    }
+
+    /// Every tensor handed out so far, `(name, tensor)` in the order the layers loaded them: the
+    /// one list of a model's parameter names, which the layers spell once, when they load.
+    pub fn loaded(&self) -> Vec<(String, Tensor)> {
+        self.loaded.borrow().clone()
     }
 
     /// Adds LoRA adapters to the modules `cfg` targets; new factors are drawn from `rng`
@@ -331,14 +340,18 @@ impl<'a> Params<'a> {
     }
 
     fn wrap(&self, name: &str, t: Tensor) -> Result<Tensor> {
-        if self.trainable.includes(name) {
+        let out = if self.trainable.includes(name) {
             let var = Var::from_tensor(&t)?;
             let out = var.as_tensor().clone();
             self.vars.borrow_mut().insert(name.to_string(), var);
-            Ok(out)
+            out
         } else {
-            Ok(t.detach())
-        }
+            t.detach()
+        };
+        self.loaded
+            .borrow_mut()
+            .push((name.to_string(), out.clone()));
+        Ok(out)
     }
 
     fn full_name(&self, name: &str) -> String {

@@ -507,3 +507,72 @@ fn fused_model_matches_composed_model_with_dropout() {
         );
     }
 }
+
+/// The parameter list the export, the eNTK catalogue and `inspect` share comes from the names the
+/// layers loaded by: module order, every checkpoint tensor the encoder uses once, LoRA factors
+/// right after their layer's weight and bias.
+#[test]
+fn encoder_parameters_follow_module_order() {
+    use lpft::model::lora::LoraConfig;
+    let dir = fixtures().join("tiny-bert");
+    let files = ModelFiles::open(&dir).unwrap();
+    let mut opts = ModelOptions::frozen(3, Pooling::First);
+    opts.lora = Some(LoraConfig::default());
+    let (model, _) = SequenceClassifier::build(&files, &opts, &Device::Cpu).unwrap();
+    let names: Vec<String> = model
+        .encoder
+        .parameters()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    let layer = |i: usize| -> Vec<String> {
+        let p = format!("encoder.layer.{i}");
+        let mut v = Vec::new();
+        for (m, lora) in [
+            ("attention.self.query", true),
+            ("attention.self.key", false),
+            ("attention.self.value", true),
+            ("attention.output.dense", false),
+        ] {
+            v.push(format!("{p}.{m}.weight"));
+            v.push(format!("{p}.{m}.bias"));
+            if lora {
+                v.push(format!("{p}.{m}.lora_A.weight"));
+                v.push(format!("{p}.{m}.lora_B.weight"));
+            }
+        }
+        for m in [
+            "attention.output.LayerNorm",
+            "intermediate.dense",
+            "output.dense",
+            "output.LayerNorm",
+        ] {
+            v.push(format!("{p}.{m}.weight"));
+            v.push(format!("{p}.{m}.bias"));
+        }
+        v
+    };
+    let mut want: Vec<String> = [
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight",
+        "embeddings.LayerNorm.weight",
+        "embeddings.LayerNorm.bias",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    want.extend(layer(0));
+    want.extend(layer(1));
+    assert_eq!(names, want);
+    // The listed tensors are the layers' own (same ids, so the eNTK's recorder finds them).
+    let q = &model.encoder.layers[1].attention.query.weight;
+    let listed = model
+        .encoder
+        .parameters()
+        .into_iter()
+        .find(|(n, _)| n == "encoder.layer.1.attention.self.query.weight")
+        .unwrap()
+        .1;
+    assert_eq!(listed.id(), q.id());
+}
