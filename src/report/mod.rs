@@ -102,6 +102,7 @@ pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
     }
     sections.push(("Accuracy (Table 8, 10)".to_string(), acc_tables, Vec::new()));
     let task_list = tables::tasks(&runs);
+    let mut train = (Vec::new(), Vec::new());
     let mut feat = (Vec::new(), Vec::new());
     let mut norm = (Vec::new(), Vec::new());
     let mut kern = (Vec::new(), Vec::new());
@@ -109,6 +110,7 @@ pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
     let mut sweep = (Vec::new(), Vec::new());
     for task in &task_list {
         for v in &base_variants {
+            train.0.extend(tables::training(&runs, v, task));
             feat.0.extend(tables::features(&runs, v, task));
             norm.0.extend(tables::norms(&runs, v, task));
             norm.1.extend(figures::norm_bars(&runs, v, task)?);
@@ -125,6 +127,7 @@ pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
         sweep.1.extend(figures::sweep(&runs, task)?);
     }
     for (name, (t, f)) in [
+        ("Training (final losses)", train),
         ("Feature statistics (Table 1)", feat),
         ("Classifier norms (Table 13, Fig. 1)", norm),
         ("Norm-scaling sweep (Fig. 3, 11)", sweep),

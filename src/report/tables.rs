@@ -99,6 +99,54 @@ pub fn accuracy(runs: &[RunRecord], variant: &str) -> Table {
     t
 }
 
+/// How far each method trained: epochs run, the training loss of the first and the last epoch,
+/// the best epoch and its validation score. A method whose final training loss is still high
+/// (e.g. LP-FT with its 10× smaller learning rate at few epochs) is undertrained, and its test
+/// numbers say little about the method. Not in the paper.
+pub fn training(runs: &[RunRecord], variant: &str, task: &str) -> Option<Table> {
+    let mut t = Table::new(
+        &format!("training-{task}-{variant}"),
+        &format!("Training on {task}, variant `{variant}`"),
+        "Mean ± std over seeds. Train loss: the mean cross-entropy over an epoch's batches \
+         (dropout on), first and last epoch; best epoch: the one whose parameters were kept \
+         (best validation score). Methods with a gradient stage only. Not in the paper.",
+        &[
+            ("Method", Fmt::Plain),
+            ("Epochs", Fmt::Fixed(1)),
+            ("Train loss, epoch 1", Fmt::Fixed(4)),
+            ("Train loss, last epoch", Fmt::Fixed(4)),
+            ("Best epoch", Fmt::Fixed(1)),
+            ("Validation score at best", Fmt::Pct),
+        ],
+    );
+    for m in Method::ALL.into_iter().filter(|m| m.has_gradient_stage()) {
+        let rs: Vec<&RunRecord> = select(runs, variant, task, m)
+            .into_iter()
+            .filter(|r| !r.history.is_empty())
+            .collect();
+        if rs.is_empty() {
+            continue;
+        }
+        t.push(vec![
+            m.as_str().into(),
+            stat(&rs, |r| Some(r.history.len() as f64)),
+            stat(&rs, |r| r.history.first().map(|h| h.train_loss)),
+            stat(&rs, |r| r.history.last().map(|h| h.train_loss)),
+            stat(&rs, |r| r.metrics.best_epoch.map(|e| e as f64)),
+            stat(&rs, |r| {
+                let best = r.metrics.best_epoch?;
+                let h = r.history.iter().find(|h| h.epoch == best)?;
+                Some(if r.task() == "cola" {
+                    h.validation.mcc
+                } else {
+                    h.validation.accuracy
+                })
+            }),
+        ]);
+    }
+    (!t.is_empty()).then_some(t)
+}
+
 /// Out-of-distribution accuracy (Table 10 layout): ID test and every OOD set of the runs.
 pub fn ood_accuracy(runs: &[RunRecord], variant: &str) -> Option<Table> {
     let names: BTreeSet<String> = runs

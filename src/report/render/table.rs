@@ -105,6 +105,11 @@ pub fn render(v: &Value, fmt: Fmt) -> String {
 }
 
 impl Table {
+    /// Whether the table has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     /// Starts a table with `columns` (name, format).
     pub fn new(id: &str, title: &str, caption: &str, columns: &[(&str, Fmt)]) -> Self {
         Table {
