@@ -4,7 +4,7 @@
 //! ("Understanding Linear Probing then Fine-tuning Language Models from NTK Perspective",
 //! NeurIPS 2024) describe, and for analysing the result. The pipeline:
 //!
-//! 1. [`model::source`] resolves a model (built-in `minilm`, a local directory, a hub id) to files;
+//! 1. [`hub::models`] resolves a model (built-in `minilm`, a local directory, a hub id) to files;
 //!    [`model`] loads BERT/RoBERTa encoders from Hugging Face checkpoints and adds the paper's head.
 //! 2. [`data`] reads tasks in their original formats and applies the paper's split protocol;
 //!    [`data::batch`] tokenises and pads.
@@ -18,10 +18,10 @@ pub mod data;
 pub mod error;
 pub mod experiment;
 pub mod fsutil;
+pub mod hub;
 pub mod linalg;
 pub mod methods;
 pub mod model;
-pub mod net;
 pub mod ntk;
 pub mod optim;
 pub mod probe;

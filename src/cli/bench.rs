@@ -18,7 +18,7 @@ use candle_core::Device;
 use clap::{Args, ValueEnum};
 
 use lpft::data::batch::{Padding, TextTokenizer, TokenizeConfig};
-use lpft::data::{self, LoadOptions};
+use lpft::data::LoadOptions;
 use lpft::model::lora::LoraConfig;
 use lpft::model::{Inputs, Mode, ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
 use lpft::ntk::reference::{gram_rows, jacobian_kernel, JACOBIAN_BLOCK};
@@ -146,7 +146,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let resolved = common::resolve(&args.model.model)?;
     let files = ModelFiles::open(&resolved.dir)?;
-    let (task, _) = data::find_task("cb", args.data_dir.as_deref(), &LoadOptions::default())
+    let (task, _) = lpft::hub::find_task("cb", args.data_dir.as_deref(), &LoadOptions::default())
         .context("loading CB for the benchmark batch")?;
     let texts: Vec<(&str, Option<&str>)> = task
         .train

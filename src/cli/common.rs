@@ -14,7 +14,7 @@ use lpft::data::batch::{Padding, TextTokenizer, TokenizeConfig};
 use lpft::experiment::config::Cell;
 use lpft::experiment::grid::pending;
 use lpft::experiment::{run_grid, ExperimentConfig, GridObserver};
-use lpft::model::source::{self, FetchOptions, ModelSource, ResolvedModel};
+use lpft::hub::models::{self as models, FetchOptions, ModelSource, ResolvedModel};
 use lpft::model::{LoadReport, ModelFiles, ModelOptions, Pooling, SequenceClassifier};
 use lpft::report::ReportOutcome;
 
@@ -40,7 +40,7 @@ pub struct ModelArgs {
 /// Resolves a model spec to local files, fetching a built-in model if needed.
 pub fn resolve(spec: &str) -> anyhow::Result<ResolvedModel> {
     let source = ModelSource::parse(spec);
-    source::resolve(&source, &FetchOptions::default())
+    models::resolve(&source, &FetchOptions::default())
         .with_context(|| format!("resolving model `{spec}`"))
 }
 
@@ -143,7 +143,7 @@ pub struct Input {
     /// `(split name, examples)`; a file is reported as the single split `file`.
     pub splits: Vec<(String, Vec<Example>)>,
     /// Where a built-in task's files were found (`None` for a file input).
-    pub located: Option<data::Located>,
+    pub located: Option<lpft::hub::Located>,
 }
 
 impl Input {
@@ -187,7 +187,7 @@ impl InputArgs {
         let opts = LoadOptions {
             max_train_samples: self.max_train_samples,
         };
-        let (task, located) = data::find_task(name, self.data_dir.as_deref(), &opts)
+        let (task, located) = lpft::hub::find_task(name, self.data_dir.as_deref(), &opts)
             .with_context(|| format!("loading task `{name}`"))?;
         Ok(Input {
             name: task.task.clone(),

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use lpft::data::{self, LoadOptions, Split};
+use lpft::data::{LoadOptions, Split};
 use lpft::rundir::{save_predictions, write_json};
 use lpft::stages::load::load_run;
 
@@ -34,7 +34,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let dir = args.data_dir.clone().or(trained.config.data_dir.clone());
     let task = match &args.task {
         // Another built-in task with the same labels (out-of-distribution evaluation).
-        Some(_) => data::find_task(&task_name, dir.as_deref(), &LoadOptions::default())
+        Some(_) => lpft::hub::find_task(&task_name, dir.as_deref(), &LoadOptions::default())
             .map(|(task, _)| task),
         // The run's own task (built in or from files), with its data directory.
         None => {

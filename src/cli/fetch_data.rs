@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use lpft::data::fetch::{self, FetchOptions, Manifest, Outcome};
+use lpft::hub::datasets::{self, FetchOptions, Manifest, Outcome};
 
 #[derive(Args, Debug)]
 pub struct FetchDataArgs {
@@ -51,8 +51,8 @@ pub fn run(args: FetchDataArgs) -> anyhow::Result<()> {
     }
     opts.mirror = args.mirror.clone();
     opts.force = args.force;
-    let entries = fetch::select(manifest, &args.tasks)?;
-    fetch::fetch(&entries, &opts, &mut |task, outcome| match outcome {
+    let entries = datasets::select(manifest, &args.tasks)?;
+    datasets::fetch(&entries, &opts, &mut |task, outcome| match outcome {
         Outcome::Present { dir } => {
             println!("{task:<10} present and verified  {}", dir.display())
         }

@@ -13,9 +13,7 @@
 pub mod batch;
 pub mod custom;
 pub mod embedded;
-pub mod fetch;
 pub mod formats;
-pub mod locate;
 pub mod split;
 pub mod tasks;
 
@@ -29,7 +27,6 @@ use crate::error::Error;
 
 pub use custom::{load_file_task, FileTask};
 pub use formats::{read_file, FileFormat, FileSpec};
-pub use locate::{find_task, DataSearch, Located};
 pub use split::{split_train_validation, truncate_train, validation_size};
 pub use tasks::{load_task, load_unlabelled, task_names, Task};
 

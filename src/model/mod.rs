@@ -14,7 +14,6 @@ pub mod mode;
 pub mod ops;
 pub mod params;
 pub mod record;
-pub mod source;
 
 use std::path::Path;
 

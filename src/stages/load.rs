@@ -8,9 +8,9 @@ use candle_core::Device;
 use crate::calibration::metrics::Metrics;
 use crate::data::batch::TextTokenizer;
 use crate::error::{Error, Result};
+use crate::hub::models::{self, FetchOptions, ModelSource};
 use crate::methods::config::{Method, RunConfig};
 use crate::methods::evaluate::evaluate;
-use crate::model::source::{self, FetchOptions, ModelSource};
 use crate::model::{Checkpoint, ModelFiles, SequenceClassifier, Trainable};
 use crate::rundir::{self, read_config, read_metrics, read_tensors, RunMetrics};
 
@@ -29,7 +29,7 @@ pub struct TrainedRun {
 pub fn load_run(dir: &Path) -> Result<TrainedRun> {
     let config = read_config(dir)?;
     let metrics = read_metrics(dir)?;
-    let resolved = source::resolve(&ModelSource::parse(&config.model), &FetchOptions::default())?;
+    let resolved = models::resolve(&ModelSource::parse(&config.model), &FetchOptions::default())?;
     let files = ModelFiles::open(&resolved.dir)?;
     let arch = files.config.arch();
     let mut ckpt = Checkpoint::load(&files.weights, arch, &Device::Cpu)?;

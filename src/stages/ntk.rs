@@ -30,9 +30,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::batch::TextTokenizer;
 use crate::data::{Example, Split};
 use crate::error::{Error, Result};
+use crate::hub::models::{self, FetchOptions, ModelSource};
 use crate::methods::config::{Method, RunConfig};
 use crate::methods::lp;
-use crate::model::source::{self, FetchOptions, ModelSource};
 use crate::model::{Checkpoint, ModelFiles, SequenceClassifier, Trainable};
 use crate::ntk::config::{Contraction, EntkConfig, ForwardPath, ParamSet};
 use crate::ntk::kernel::{pretrain_kernel, Kernel};
@@ -155,7 +155,7 @@ pub fn compute_run(
     if let Some(d) = &cfg.data_dir {
         run.data_dir = Some(d.clone());
     }
-    let resolved = source::resolve(&ModelSource::parse(&run.model), &FetchOptions::default())?;
+    let resolved = models::resolve(&ModelSource::parse(&run.model), &FetchOptions::default())?;
     let files = ModelFiles::open(&resolved.dir)?;
     let arch = files.config.arch();
     let mut ckpt = Checkpoint::load(&files.weights, arch, &Device::Cpu)?;

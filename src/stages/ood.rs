@@ -46,7 +46,7 @@ pub fn evaluate_ood(
     let labels = &trained.metrics.labels;
     let (examples, source) = match data {
         OodData::Task { task, split } => {
-            let (t, _) = data::find_task(task, data_dir, &LoadOptions::default())?;
+            let (t, _) = crate::hub::find_task(task, data_dir, &LoadOptions::default())?;
             if &t.labels != labels {
                 return Err(Error::InvalidArgument {
                     field: format!("ood.{name}"),

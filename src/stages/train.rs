@@ -10,13 +10,13 @@ use candle_core::Device;
 use crate::data::batch::TextTokenizer;
 use crate::data::{self, LoadOptions, TaskData};
 use crate::error::{Error, Result};
+use crate::hub::models::{self, FetchOptions, ModelSource};
 use crate::methods::config::{Method, RunConfig};
 use crate::methods::evaluate;
 use crate::methods::lp::{self, LpSummary};
 use crate::methods::progress::Observer;
 use crate::methods::train::{self, TrainInputs};
 use crate::model::export;
-use crate::model::source::{self, FetchOptions, ModelSource};
 use crate::model::{ModelFiles, SequenceClassifier, Trainable};
 use crate::rundir::{self, lock_path, run_dir, write_json, CheckpointDir, Manifest, RunMetrics};
 
@@ -43,7 +43,7 @@ pub fn load_task(cfg: &RunConfig) -> Result<TaskData> {
     if let Some(files) = &cfg.files {
         return data::load_file_task(&cfg.task, files, &opts);
     }
-    data::find_task(&cfg.task, cfg.data_dir.as_deref(), &opts).map(|(task, _)| task)
+    crate::hub::find_task(&cfg.task, cfg.data_dir.as_deref(), &opts).map(|(task, _)| task)
 }
 
 /// A resumed run must continue with the settings it started with: a run directory holding a
@@ -146,7 +146,7 @@ pub fn run(
     check_resumed_config(&dir, cfg)?;
     write_json(&dir.join(rundir::CONFIG), cfg)?;
 
-    let resolved = source::resolve(&ModelSource::parse(&cfg.model), &FetchOptions::default())?;
+    let resolved = models::resolve(&ModelSource::parse(&cfg.model), &FetchOptions::default())?;
     let files = ModelFiles::open(&resolved.dir)?;
     let task = load_task(cfg)?;
     let train_labels = data::require_labels(&task.train, &format!("{} train", task.task))?;

@@ -250,7 +250,7 @@ fn fuzz_experiment_and_manifest_parsers() {
     let manifest = read(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/datasets.toml"));
     let input = tmp.path().join("datasets.toml");
     fuzz("datasets-toml", &[manifest], &input, |p| {
-        let _ = lpft::data::fetch::Manifest::from_file(p);
+        let _ = lpft::hub::datasets::Manifest::from_file(p);
     });
 }
 

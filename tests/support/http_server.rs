@@ -2,7 +2,7 @@
 //! redirects, bodies cut off halfway, and a log of every request. It stands in for PyPI, the
 //! Hugging Face Hub and the dataset hosts, which the test machines cannot reach.
 //!
-//! Shared by the library's unit tests (`src/net/mod.rs` includes it with `#[path]`) and the
+//! Shared by the library's unit tests (`src/hub/http.rs` includes it with `#[path]`) and the
 //! integration tests (`tests/it/main.rs`), so there is one copy.
 
 #![allow(dead_code)]

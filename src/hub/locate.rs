@@ -13,9 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::embedded;
-use super::tasks::Task;
-use super::{LoadOptions, TaskData};
+use crate::data::embedded;
+use crate::data::tasks::Task;
+use crate::data::{LoadOptions, TaskData};
 use crate::error::{Error, Result};
 
 /// One place to look.
@@ -89,7 +89,7 @@ impl DataSearch {
         DataSearch::standard(
             explicit.map(Path::to_path_buf),
             env("LPFT_DATA_DIR"),
-            crate::model::source::lpft_home().join("data"),
+            super::lpft_home().join("data"),
         )
     }
 
@@ -192,7 +192,7 @@ impl DataSearch {
                 (Some(dir), label) => format!("{label}: {}", dir.display()),
             })
             .collect();
-        let fetch = match super::fetch::source_of(task) {
+        let fetch = match super::datasets::source_of(task) {
             Some(_) => format!("get it with: lpft fetch-data {}", task.name()),
             None => format!(
                 "`lpft fetch-data` has no pinned source for `{}`: put its files under one of \

