@@ -19,6 +19,7 @@ use clap::{Args, ValueEnum};
 
 use lpft::data::batch::{Padding, TextTokenizer, TokenizeConfig};
 use lpft::data::LoadOptions;
+use lpft::methods::train::Backward;
 use lpft::model::lora::LoraConfig;
 use lpft::model::{Inputs, Mode, ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
 use lpft::ntk::reference::{gram_rows, jacobian_kernel, JACOBIAN_BLOCK};
@@ -61,6 +62,10 @@ pub struct BenchArgs {
     /// Train-mode steps without dropout (compare with PyTorch in eval mode).
     #[arg(long)]
     pub no_dropout: bool,
+    /// Steps through candle's autograd even where lpft's own backward applies (the reference
+    /// path, for A/B timing).
+    #[arg(long)]
+    pub autograd: bool,
     /// entk: training examples of the timed F (the first ones of CB's training split).
     #[arg(long, default_value_t = 64)]
     pub ntk_examples: usize,
@@ -104,6 +109,7 @@ fn time(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Resu
 fn train_step(
     model: &SequenceClassifier,
     opt: &mut AdamW,
+    backward: &mut Backward,
     inputs: &Inputs,
     labels: &[usize],
     dropout: bool,
@@ -115,7 +121,17 @@ fn train_step(
     } else {
         Mode::Eval
     };
-    lpft::methods::train::step(model, opt, inputs, labels, &mut mode, 1e-5, 1.0, (1, 1))?;
+    lpft::methods::train::step(
+        model,
+        opt,
+        backward,
+        inputs,
+        labels,
+        &mut mode,
+        1e-5,
+        1.0,
+        (1, 1),
+    )?;
     Ok(())
 }
 
@@ -191,10 +207,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Workload::FtStep => {
                 let (model, report) = build(&files, Trainable::All, None)?;
                 let mut opt = AdamW::new(&report.vars, AdamWConfig::default());
+                let mut backward = if args.autograd {
+                    Backward::Autograd
+                } else {
+                    Backward::for_model(&model, &opt)?
+                };
                 let mut seed = 0;
                 let t = time(args.iters, || {
                     seed += 1;
-                    train_step(&model, &mut opt, &inputs, &labels, !args.no_dropout, seed)
+                    let dropout = !args.no_dropout;
+                    train_step(
+                        &model,
+                        &mut opt,
+                        &mut backward,
+                        &inputs,
+                        &labels,
+                        dropout,
+                        seed,
+                    )
                 })?;
                 ("ft-step", t, 3.0 * forward_flops(cfg, args.batch, args.seq))
             }
@@ -205,10 +235,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     Some(LoraConfig::default()),
                 )?;
                 let mut opt = AdamW::new(&report.vars, AdamWConfig::default());
+                let mut backward = if args.autograd {
+                    Backward::Autograd
+                } else {
+                    Backward::for_model(&model, &opt)?
+                };
                 let mut seed = 0;
                 let t = time(args.iters, || {
                     seed += 1;
-                    train_step(&model, &mut opt, &inputs, &labels, !args.no_dropout, seed)
+                    let dropout = !args.no_dropout;
+                    train_step(
+                        &model,
+                        &mut opt,
+                        &mut backward,
+                        &inputs,
+                        &labels,
+                        dropout,
+                        seed,
+                    )
                 })?;
                 // Forward + input gradients (no weight gradients for frozen layers).
                 (

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::methods::config::TrainConfig;
 use crate::methods::evaluate;
 use crate::methods::progress::{EpochRecord, Observer};
+use crate::model::backprop::Backprop;
 use crate::model::{ops, Mode, SequenceClassifier};
 use crate::optim::schedule::{clip_factor, global_grad_norm, LinearSchedule};
 use crate::optim::{AdamW, Moments};
@@ -97,7 +98,7 @@ pub fn cross_entropy(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
     for (i, &y) in labels.iter().enumerate() {
         onehot[i * c + y] = 1.0;
     }
-    let onehot = Tensor::from_vec(onehot, (b, c), logits.device())?;
+    let onehot = Tensor::from_vec(onehot, (b, c), logits.device())?.to_dtype(logits.dtype())?;
     let logp = ops::log_softmax_last(logits)?;
     Ok((logp.mul(&onehot)?.sum_all()? * (-1.0 / b as f64))?)
 }
@@ -122,6 +123,7 @@ pub struct StepOutcome {
 pub fn step(
     model: &SequenceClassifier,
     opt: &mut AdamW,
+    backward: &mut Backward,
     inputs: &crate::model::Inputs,
     labels: &[usize],
     mode: &mut Mode,
@@ -129,23 +131,57 @@ pub fn step(
     max_grad_norm: f64,
     (epoch, step): (usize, usize),
 ) -> Result<StepOutcome> {
-    let logits = model.forward(inputs, mode)?;
-    let loss = cross_entropy(&logits, labels)?;
-    let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-    if !loss_value.is_finite() {
-        return Err(Error::NonFiniteLoss {
-            epoch,
-            step,
-            loss: loss_value,
-        });
+    let non_finite = |loss| Error::NonFiniteLoss { epoch, step, loss };
+    match backward {
+        Backward::Own(engine) => {
+            let loss = engine.loss_and_grads(model, inputs, labels, mode)?;
+            if !loss.is_finite() {
+                return Err(non_finite(loss));
+            }
+            let vars = opt.vars();
+            let norm = engine.grad_norm(&vars);
+            let engine = &*engine;
+            opt.step_with(|v| engine.grad(v), lr, clip_factor(norm, max_grad_norm))?;
+            Ok(StepOutcome {
+                loss,
+                grad_norm: norm,
+            })
+        }
+        Backward::Autograd => {
+            let logits = model.forward(inputs, mode)?;
+            let loss = cross_entropy(&logits, labels)?;
+            let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !loss_value.is_finite() {
+                return Err(non_finite(loss_value));
+            }
+            let grads = loss.backward()?;
+            let norm = global_grad_norm(&opt.vars(), &grads)?;
+            opt.step(&grads, lr, clip_factor(norm, max_grad_norm))?;
+            Ok(StepOutcome {
+                loss: loss_value,
+                grad_norm: norm,
+            })
+        }
     }
-    let grads = loss.backward()?;
-    let norm = global_grad_norm(&opt.vars(), &grads)?;
-    opt.step(&grads, lr, clip_factor(norm, max_grad_norm))?;
-    Ok(StepOutcome {
-        loss: loss_value,
-        grad_norm: norm,
-    })
+}
+
+/// How [`step`] computes gradients: the training path's own backward where it applies
+/// ([`Backprop::supports`]), else candle's autograd over the composed forward.
+pub enum Backward {
+    Own(Box<Backprop>),
+    Autograd,
+}
+
+impl Backward {
+    /// The own backward for `model` and the optimiser's variables where it applies, else
+    /// autograd.
+    pub fn for_model(model: &SequenceClassifier, opt: &AdamW) -> Result<Self> {
+        if Backprop::supports(model) {
+            Ok(Backward::Own(Box::new(Backprop::new(model, &opt.vars())?)))
+        } else {
+            Ok(Backward::Autograd)
+        }
+    }
 }
 
 /// Runs (or resumes) the gradient stage and leaves the best-validation parameters in `vars`.
@@ -166,6 +202,7 @@ pub fn train(
         total_steps: steps_per_epoch * cfg.epochs,
     };
     let mut opt = AdamW::new(vars, cfg.adamw);
+    let mut backward = Backward::for_model(model, &opt)?;
     let device = model.encoder.device().clone();
     let mut state = TrainState::default();
     if resume && ckpt.has_state() {
@@ -194,6 +231,7 @@ pub fn train(
             let out = step(
                 model,
                 &mut opt,
+                &mut backward,
                 &batch,
                 &labels,
                 &mut mode,

@@ -82,7 +82,7 @@ pub struct Embeddings {
     pub layer_norm: LayerNorm,
     arch: Arch,
     pad_token_id: u32,
-    dropout: f64,
+    pub(crate) dropout: f64,
 }
 
 impl Embeddings {
@@ -167,7 +167,7 @@ impl Embeddings {
     }
 }
 
-fn check_ids(what: &'static str, ids: &[u32], limit: usize) -> Result<()> {
+pub(crate) fn check_ids(what: &'static str, ids: &[u32], limit: usize) -> Result<()> {
     match ids.iter().find(|&&i| i as usize >= limit) {
         Some(bad) => Err(Error::Shape {
             what,
@@ -186,10 +186,10 @@ pub struct Attention {
     pub value: Linear,
     pub output: Linear,
     pub layer_norm: LayerNorm,
-    heads: usize,
-    head_dim: usize,
-    attn_dropout: f64,
-    hidden_dropout: f64,
+    pub(crate) heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) attn_dropout: f64,
+    pub(crate) hidden_dropout: f64,
 }
 
 impl Attention {
@@ -254,8 +254,8 @@ pub struct Layer {
     pub intermediate: Linear,
     pub output: Linear,
     pub layer_norm: LayerNorm,
-    act: Activation,
-    hidden_dropout: f64,
+    pub(crate) act: Activation,
+    pub(crate) hidden_dropout: f64,
 }
 
 impl Layer {

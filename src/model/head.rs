@@ -61,7 +61,7 @@ impl Pooling {
 pub struct Head {
     pub weight: Tensor,
     pub bias: Tensor,
-    dropout: f64,
+    pub(crate) dropout: f64,
 }
 
 impl Head {

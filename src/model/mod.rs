@@ -3,6 +3,7 @@
 //! `SequenceClassifier` mirrors Hugging Face's `*ForSequenceClassification` tree (`bert.` /
 //! `roberta.` encoder + `classifier`), but with the paper's single linear head on the first token.
 
+pub mod backprop;
 pub mod bert;
 pub mod config;
 pub mod export;

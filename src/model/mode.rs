@@ -61,13 +61,21 @@ impl<'a> Mode<'a> {
         dtype: DType,
         p: f64,
     ) -> Result<Option<Tensor>> {
+        Ok(match self.dropout_values(shape.elem_count(), p) {
+            Some(mask) => Some(Tensor::from_vec(mask, shape, device)?.to_dtype(dtype)?),
+            None => None,
+        })
+    }
+
+    /// The values of [`Mode::dropout_mask`] for `n` entries, as a plain vector (the training
+    /// path's own backward applies masks itself).
+    pub fn dropout_values(&mut self, n: usize, p: f64) -> Option<Vec<f32>> {
         let rng = match self {
             Mode::Train { rng } if p > 0.0 => rng,
-            _ => return Ok(None),
+            _ => return None,
         };
         let keep = 1.0 - p;
         let scale = (1.0 / keep) as f32;
-        let n = shape.elem_count();
         // Compare a 24-bit uniform integer against the threshold: exact and cheap.
         let threshold = (keep * (1u32 << 24) as f64) as u32;
         // Entry i uses word start + i of the stream, one u32 per entry as a sequential
@@ -90,9 +98,7 @@ impl<'a> Mode<'a> {
                 }
             });
         rng.set_word_pos(start + n as u128);
-        Ok(Some(
-            Tensor::from_vec(mask, shape, device)?.to_dtype(dtype)?,
-        ))
+        Some(mask)
     }
 }
 

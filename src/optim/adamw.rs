@@ -87,8 +87,13 @@ impl candle_core::InplaceOp2 for UpdateOp<'_> {
         else {
             candle_core::bail!("adamw-update: contiguous tensors only");
         };
-        let theta = &mut theta[t0..t1];
-        let grad = &grad[g0..g1];
+        self.update(&mut theta[t0..t1], &grad[g0..g1])
+    }
+}
+
+impl UpdateOp<'_> {
+    /// θ, m and v updated in place from `grad`.
+    fn update(&self, theta: &mut [f32], grad: &[f32]) -> candle_core::Result<()> {
         let mut mom = self
             .moments
             .lock()
@@ -126,6 +131,35 @@ impl candle_core::InplaceOp2 for UpdateOp<'_> {
     }
 }
 
+/// [`UpdateOp`] with the gradient as a host slice (the training path's own backward).
+struct SliceUpdateOp<'a> {
+    op: UpdateOp<'a>,
+    grad: &'a [f32],
+}
+
+impl candle_core::InplaceOp1 for SliceUpdateOp<'_> {
+    fn name(&self) -> &'static str {
+        "adamw-update"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(theta) = s else {
+            candle_core::bail!("adamw-update: f32 parameters only");
+        };
+        let Some((t0, t1)) = l.contiguous_offsets() else {
+            candle_core::bail!("adamw-update: contiguous tensors only");
+        };
+        if t1 - t0 != self.grad.len() {
+            candle_core::bail!(
+                "adamw-update: {} values, gradient {}",
+                t1 - t0,
+                self.grad.len()
+            );
+        }
+        self.op.update(&mut theta[t0..t1], self.grad)
+    }
+}
+
 impl AdamW {
     /// An optimiser over `vars` (sorted by name for a fixed update order).
     pub fn new(vars: &BTreeMap<String, Var>, cfg: AdamWConfig) -> Self {
@@ -156,13 +190,49 @@ impl AdamW {
     /// Parameters without a gradient are left unchanged (their moments do not advance), as in
     /// torch.
     pub fn step(&mut self, grads: &GradStore, lr: f64, grad_scale: f64) -> Result<()> {
+        self.update_each(lr, grad_scale, |var, op| {
+            let Some(grad) = grads.get(var.as_tensor()) else {
+                return Ok(());
+            };
+            if !var.device().is_cpu() {
+                return Err(Error::InvalidArgument {
+                    field: "device".into(),
+                    reason: "the AdamW update runs on the CPU only for now".into(),
+                });
+            }
+            let grad = grad.contiguous()?;
+            var.as_tensor().inplace_op2(&grad, &op)?;
+            Ok(())
+        })
+    }
+
+    /// [`AdamW::step`] with each parameter's gradient given as a host slice by `grad_of` (the
+    /// training path's own backward); `None` leaves a parameter unchanged.
+    pub fn step_with<'g>(
+        &mut self,
+        grad_of: impl Fn(&Var) -> Option<&'g [f32]>,
+        lr: f64,
+        grad_scale: f64,
+    ) -> Result<()> {
+        self.update_each(lr, grad_scale, |var, op| {
+            if let Some(grad) = grad_of(var) {
+                var.as_tensor().inplace_op1(&SliceUpdateOp { op, grad })?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Advances the step count and runs `apply` with each parameter and its update.
+    fn update_each(
+        &mut self,
+        lr: f64,
+        grad_scale: f64,
+        mut apply: impl FnMut(&Var, UpdateOp<'_>) -> Result<()>,
+    ) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         let c = &self.cfg;
         for ((_, var), moments) in self.vars.iter().zip(&self.moments) {
-            let Some(grad) = grads.get(var.as_tensor()) else {
-                continue;
-            };
             let op = UpdateOp {
                 moments,
                 lr: lr as f32,
@@ -174,15 +244,7 @@ impl AdamW {
                 bc1: (1.0 / (1.0 - c.beta1.powi(t))) as f32,
                 bc2_sqrt: (1.0 / (1.0 - c.beta2.powi(t)).sqrt()) as f32,
             };
-            if var.device().is_cpu() {
-                let grad = grad.contiguous()?;
-                var.as_tensor().inplace_op2(&grad, &op)?;
-            } else {
-                return Err(Error::InvalidArgument {
-                    field: "device".into(),
-                    reason: "the AdamW update runs on the CPU only for now".into(),
-                });
-            }
+            apply(var, op)?;
         }
         Ok(())
     }

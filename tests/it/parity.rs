@@ -576,3 +576,219 @@ fn encoder_parameters_follow_module_order() {
         .1;
     assert_eq!(listed.id(), q.id());
 }
+
+/// Loss and every parameter's gradient of lpft's own backward (f32, fused kernels, no autograd)
+/// against candle's autograd over the same model in f64, where every op is the composed one,
+/// with the same labels and the same dropout stream. `tag` names the case.
+fn check_own_backward(tag: &str, files: &ModelFiles, inputs: &Inputs, dropout: bool) {
+    use candle_core::DType;
+    use lpft::methods::train::cross_entropy;
+    use lpft::model::backprop::Backprop;
+    use lpft::rng::Streams;
+
+    let opts = ModelOptions {
+        num_labels: 3,
+        pooling: Pooling::First,
+        trainable: Trainable::All,
+        model_seed: 4,
+        lora: None,
+    };
+    let ckpt = files.checkpoint(&Device::Cpu).unwrap();
+    let (m32, r32) = SequenceClassifier::load(&ckpt, &files.config, &opts).unwrap();
+    let ckpt64 = files
+        .checkpoint(&Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
+    let (m64, r64) = SequenceClassifier::load(&ckpt64, &files.config, &opts).unwrap();
+    let labels: Vec<usize> = (0..inputs.batch).map(|i| (i * 7 + 1) % 3).collect();
+    let mut rng = Streams::new(31).get("dropout");
+    let mut mode = if dropout {
+        Mode::Train { rng: &mut rng }
+    } else {
+        Mode::Eval
+    };
+    let logits = m64.forward(inputs, &mut mode).unwrap();
+    let loss64 = cross_entropy(&logits, &labels).unwrap();
+    let want_loss = loss64.to_scalar::<f64>().unwrap();
+    let g64 = loss64.backward().unwrap();
+
+    assert!(Backprop::supports(&m32), "{tag}: the own backward applies");
+    let vars: Vec<_> = r32.vars.values().collect();
+    let mut own = Backprop::new(&m32, &vars).unwrap();
+    let mut rng = Streams::new(31).get("dropout");
+    let mut mode = if dropout {
+        Mode::Train { rng: &mut rng }
+    } else {
+        Mode::Eval
+    };
+    // Twice: the second step must not see the first one's word-embedding rows.
+    for _ in 0..2 {
+        let loss = own
+            .loss_and_grads(&m32, inputs, &labels, &mut mode)
+            .unwrap();
+        if !dropout {
+            assert!(
+                (loss - want_loss).abs() <= FORWARD_ABS_TOL as f64,
+                "{tag}: loss {loss} vs {want_loss}"
+            );
+        }
+    }
+    // The second step drew new masks; rerun the first one's on a fresh stream for gradients.
+    let mut rng = Streams::new(31).get("dropout");
+    let mut mode = if dropout {
+        Mode::Train { rng: &mut rng }
+    } else {
+        Mode::Eval
+    };
+    let loss = own
+        .loss_and_grads(&m32, inputs, &labels, &mut mode)
+        .unwrap();
+    assert!(
+        (loss - want_loss).abs() <= FORWARD_ABS_TOL as f64,
+        "{tag}: loss {loss} vs {want_loss}"
+    );
+    let mut checked = 0;
+    for (name, v) in &r32.vars {
+        let a = own
+            .grad(v)
+            .unwrap_or_else(|| panic!("{tag}: no gradient for {name}"));
+        let b = util::values(g64.get(r64.vars[name].as_tensor()).unwrap());
+        if name.ends_with("attention.self.key.bias") {
+            // Exactly 0 in exact arithmetic (softmax ignores a per-row shift).
+            let norm = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!(norm <= KEY_BIAS_ABS_TOL, "{tag}: {name} norm {norm}");
+            continue;
+        }
+        assert!(
+            b.iter().any(|x| *x != 0.0),
+            "{tag}: gradient of {name} is 0"
+        );
+        let rel = util::rel_err(a, &b);
+        assert!(
+            rel <= GRAD_REL_TOL,
+            "{tag}: gradient of {name}: relative error {rel}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 30, "{tag}: {checked} gradients");
+}
+
+/// The own backward on the BERT and RoBERTa fixtures (RoBERTa's padding-aware positions), with
+/// dropout off and on.
+#[test]
+fn own_backward_matches_autograd_on_the_fixtures() {
+    for name in ["tiny-bert", "tiny-roberta"] {
+        let dir = fixtures().join(name);
+        let files = ModelFiles::open(&dir).unwrap();
+        let (_, inputs) = util::fixture_inputs(&dir);
+        for dropout in [false, true] {
+            check_own_backward(
+                &format!("{name}, dropout {dropout}"),
+                &files,
+                &inputs,
+                dropout,
+            );
+        }
+    }
+}
+
+/// The own backward on a random BERT wide and long enough that every kernel splits its rows over
+/// several tasks (6 × 40 = 240 rows > 64 per task), with padding, two token types and a repeated
+/// token (its word-embedding row gets several rows' gradients).
+#[test]
+fn own_backward_matches_autograd_over_many_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = fixtures().join("tiny-bert");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).unwrap()).unwrap();
+    let (h, ff, layers, vocab, max_pos) = (64usize, 160usize, 2usize, 300usize, 64usize);
+    cfg["hidden_size"] = h.into();
+    cfg["intermediate_size"] = ff.into();
+    cfg["num_hidden_layers"] = layers.into();
+    cfg["vocab_size"] = vocab.into();
+    cfg["max_position_embeddings"] = max_pos.into();
+    std::fs::write(tmp.path().join("config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(
+        src.join("tokenizer.json"),
+        tmp.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    let mut tensors = Vec::new();
+    let mut seed = 0;
+    let mut add = |name: &str, dims: &[usize], std: f32, mean: f32| {
+        seed += 1;
+        let t = (util::randn(dims, seed, std) + mean as f64).unwrap();
+        tensors.push((format!("bert.{name}"), t));
+    };
+    add("embeddings.word_embeddings.weight", &[vocab, h], 0.5, 0.0);
+    add(
+        "embeddings.position_embeddings.weight",
+        &[max_pos, h],
+        0.5,
+        0.0,
+    );
+    add("embeddings.token_type_embeddings.weight", &[2, h], 0.5, 0.0);
+    add("embeddings.LayerNorm.weight", &[h], 0.1, 1.0);
+    add("embeddings.LayerNorm.bias", &[h], 0.1, 0.0);
+    for i in 0..layers {
+        let p = format!("encoder.layer.{i}");
+        for m in [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+        ] {
+            add(&format!("{p}.{m}.weight"), &[h, h], 0.15, 0.0);
+            add(&format!("{p}.{m}.bias"), &[h], 0.1, 0.0);
+        }
+        add(
+            &format!("{p}.intermediate.dense.weight"),
+            &[ff, h],
+            0.15,
+            0.0,
+        );
+        add(&format!("{p}.intermediate.dense.bias"), &[ff], 0.1, 0.0);
+        add(&format!("{p}.output.dense.weight"), &[h, ff], 0.1, 0.0);
+        add(&format!("{p}.output.dense.bias"), &[h], 0.1, 0.0);
+        for n in ["attention.output.LayerNorm", "output.LayerNorm"] {
+            add(&format!("{p}.{n}.weight"), &[h], 0.1, 1.0);
+            add(&format!("{p}.{n}.bias"), &[h], 0.1, 0.0);
+        }
+    }
+    let weights = tmp.path().join("model.safetensors");
+    let map: std::collections::HashMap<String, Tensor> = tensors.into_iter().collect();
+    candle_core::safetensors::save(&map, &weights).unwrap();
+    let files = ModelFiles::open(tmp.path()).unwrap();
+    let (b, l) = (6, 40);
+    let mut inputs = Inputs {
+        input_ids: Vec::new(),
+        token_type_ids: Vec::new(),
+        attention_mask: Vec::new(),
+        batch: b,
+        seq_len: l,
+    };
+    for r in 0..b {
+        let len = l - 5 * r;
+        for j in 0..l {
+            let real = j < len;
+            inputs.input_ids.push(if !real {
+                0
+            } else if j % 9 == 4 {
+                7
+            } else {
+                ((r * 31 + j * 17) % (vocab - 1) + 1) as u32
+            });
+            inputs.token_type_ids.push(u32::from(real && j >= len / 2));
+            inputs.attention_mask.push(u32::from(real));
+        }
+    }
+    for dropout in [false, true] {
+        check_own_backward(
+            &format!("random BERT, dropout {dropout}"),
+            &files,
+            &inputs,
+            dropout,
+        );
+    }
+}

@@ -72,6 +72,53 @@ impl AttentionOp {
     }
 }
 
+/// Multi-head attention over row-major `q` `[b, nq, h]`, `k`, `v` `[b, l, h]` with the additive
+/// `mask` `[b, l]` and the probabilities' dropout mask `keep` `[b, heads, nq, l]`: the context
+/// `[b, nq, h]`. The kernel of [`attention`], and of the training path's own backward.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    mask: &[f32],
+    keep_vals: Option<&[f32]>,
+    [_, nq, l, h]: [usize; 4],
+    heads: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let hd = h / heads;
+    let mut out = vec![0f32; q.len()];
+    out.par_chunks_mut(nq * h).enumerate().for_each(|(bi, ob)| {
+        simd(
+            #[inline(always)]
+            || {
+                let mut p = vec![0f32; nq * l];
+                let (qb, kb, vb) = (&q[bi * nq * h..], &k[bi * l * h..], &v[bi * l * h..]);
+                for head in 0..heads {
+                    let c = head * hd;
+                    let qh = View::new(&qb[c..], nq, hd, h, 1);
+                    let kh = View::new(&kb[c..], l, hd, h, 1);
+                    probabilities(&mut p, qh, kh, scale, &mask[bi * l..(bi + 1) * l]);
+                    if let Some(keep) = keep_vals {
+                        let kp = &keep[(bi * heads + head) * nq * l..][..nq * l];
+                        p.iter_mut().zip(kp).for_each(|(a, m)| *a *= m);
+                    }
+                    let vh = View::new(&vb[c..], l, hd, h, 1);
+                    matmul(
+                        &mut ob[c..],
+                        h,
+                        false,
+                        View::rows(&p, nq, l),
+                        vh,
+                        threads(true),
+                    );
+                }
+            },
+        )
+    });
+    out
+}
+
 impl CustomOp3 for AttentionOp {
     fn name(&self) -> &'static str {
         "fused-attention"
@@ -88,51 +135,14 @@ impl CustomOp3 for AttentionOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let d = dims(lq, lk, lv, self.heads)?;
         self.check_constants(d)?;
-        let [_, nq, l, h] = d;
-        let hd = h / self.heads;
         let (q, k, v) = (
             slice(sq, lq, "q")?,
             slice(sk, lk, "k")?,
             slice(sv, lv, "v")?,
         );
-        let mut out = vec![0f32; q.len()];
-        with_values(&self.mask, "attention mask", |mask| {
-            with_opt_values(self.keep.as_ref(), "attention dropout mask", |keep_vals| {
-                out.par_chunks_mut(nq * h).enumerate().for_each(|(bi, ob)| {
-                    simd(
-                        #[inline(always)]
-                        || {
-                            let mut p = vec![0f32; nq * l];
-                            let (qb, kb, vb) =
-                                (&q[bi * nq * h..], &k[bi * l * h..], &v[bi * l * h..]);
-                            for head in 0..self.heads {
-                                let c = head * hd;
-                                let qh = View::new(&qb[c..], nq, hd, h, 1);
-                                let kh = View::new(&kb[c..], l, hd, h, 1);
-                                probabilities(
-                                    &mut p,
-                                    qh,
-                                    kh,
-                                    self.scale,
-                                    &mask[bi * l..(bi + 1) * l],
-                                );
-                                if let Some(keep) = keep_vals {
-                                    let kp = &keep[(bi * self.heads + head) * nq * l..][..nq * l];
-                                    p.iter_mut().zip(kp).for_each(|(a, m)| *a *= m);
-                                }
-                                let vh = View::new(&vb[c..], l, hd, h, 1);
-                                matmul(
-                                    &mut ob[c..],
-                                    h,
-                                    false,
-                                    View::rows(&p, nq, l),
-                                    vh,
-                                    threads(true),
-                                );
-                            }
-                        },
-                    )
-                });
+        let out = with_values(&self.mask, "attention mask", |mask| {
+            with_opt_values(self.keep.as_ref(), "attention dropout mask", |keep| {
+                forward(q, k, v, mask, keep, d, self.heads, self.scale)
             })
         })??;
         Ok((CpuStorage::F32(out), lq.shape().clone()))
@@ -183,8 +193,6 @@ impl CustomOp3 for AttentionBwdOp {
         let f = &self.fwd;
         let d = dims(lq, lk, lv, f.heads)?;
         f.check_constants(d)?;
-        let [_, nq, l, h] = d;
-        let hd = h / f.heads;
         let (q, k, v) = (
             slice(sq, lq, "q")?,
             slice(sk, lk, "k")?,
@@ -200,77 +208,80 @@ impl CustomOp3 for AttentionBwdOp {
         let (dq, rest) = out.split_at_mut(q.len());
         let (dk, dv) = rest.split_at_mut(k.len());
         with_values(&f.mask, "attention mask", |mask| {
-            with_opt_values(f.keep.as_ref(), "attention dropout mask", |keep_vals| {
+            with_opt_values(f.keep.as_ref(), "attention dropout mask", |keep| {
                 with_values(&self.grad, "attention gradient", |g| {
-                    dq.par_chunks_mut(nq * h)
-                        .zip(dk.par_chunks_mut(l * h))
-                        .zip(dv.par_chunks_mut(l * h))
-                        .enumerate()
-                        .for_each(|(bi, ((dqb, dkb), dvb))| {
-                            simd(
-                                #[inline(always)]
-                                || {
-                                    let mut p = vec![0f32; nq * l];
-                                    let mut pd = vec![0f32; nq * l];
-                                    let mut dp = vec![0f32; nq * l];
-                                    let (qb, kb, vb) =
-                                        (&q[bi * nq * h..], &k[bi * l * h..], &v[bi * l * h..]);
-                                    let gb = &g[bi * nq * h..];
-                                    for head in 0..f.heads {
-                                        let c = head * hd;
-                                        let qh = View::new(&qb[c..], nq, hd, h, 1);
-                                        let kh = View::new(&kb[c..], l, hd, h, 1);
-                                        let vh = View::new(&vb[c..], l, hd, h, 1);
-                                        let gh = View::new(&gb[c..], nq, hd, h, 1);
-                                        probabilities(
-                                            &mut p,
-                                            qh,
-                                            kh,
-                                            f.scale,
-                                            &mask[bi * l..(bi + 1) * l],
-                                        );
-                                        let kp = keep_vals.map(|keep| {
-                                            &keep[(bi * f.heads + head) * nq * l..][..nq * l]
-                                        });
-                                        // The probabilities after dropout, as the forward used them.
-                                        let used: &[f32] = match kp {
-                                            Some(kp) => {
-                                                pd.iter_mut()
-                                                    .zip(&p)
-                                                    .zip(kp)
-                                                    .for_each(|((d, a), m)| *d = a * m);
-                                                &pd
-                                            }
-                                            None => &p,
-                                        };
-                                        // dv = Pᵀ g.
-                                        let pv = View::rows(used, nq, l);
-                                        matmul(&mut dvb[c..], h, false, pv.t(), gh, threads(true));
-                                        // dP = (g vᵀ) ⊙ keep.
-                                        matmul(&mut dp, l, false, gh, vh.t(), threads(true));
-                                        if let Some(kp) = kp {
-                                            dp.iter_mut().zip(kp).for_each(|(d, m)| *d *= m);
-                                        }
-                                        // dS = scale · P ⊙ (dP − Σ_j dP_j P_j), row-wise.
-                                        for (dr, pr) in dp.chunks_mut(l).zip(p.chunks(l)) {
-                                            let s = dot(dr, pr);
-                                            for (a, b) in dr.iter_mut().zip(pr) {
-                                                *a = f.scale * b * (*a - s);
-                                            }
-                                        }
-                                        let ds = View::rows(&dp, nq, l);
-                                        // dq = dS k, dk = dSᵀ q.
-                                        matmul(&mut dqb[c..], h, false, ds, kh, threads(true));
-                                        matmul(&mut dkb[c..], h, false, ds.t(), qh, threads(true));
-                                    }
-                                },
-                            )
-                        });
+                    let (inputs, grads) = ([q, k, v, g], [dq, dk, dv]);
+                    backward(inputs, mask, keep, d, f.heads, f.scale, grads)
                 })
             })
         })???;
         Ok((CpuStorage::F32(out), Shape::from(q.len() + 2 * k.len())))
     }
+}
+
+/// The backward of [`forward`]: from `[q, k, v, g]` (g the context's gradient) writes
+/// `[dq, dk, dv]`; the probabilities are recomputed per head, never stored.
+pub(crate) fn backward(
+    [q, k, v, g]: [&[f32]; 4],
+    mask: &[f32],
+    keep_vals: Option<&[f32]>,
+    [_, nq, l, h]: [usize; 4],
+    heads: usize,
+    scale: f32,
+    [dq, dk, dv]: [&mut [f32]; 3],
+) {
+    let hd = h / heads;
+    dq.par_chunks_mut(nq * h)
+        .zip(dk.par_chunks_mut(l * h))
+        .zip(dv.par_chunks_mut(l * h))
+        .enumerate()
+        .for_each(|(bi, ((dqb, dkb), dvb))| {
+            simd(
+                #[inline(always)]
+                || {
+                    let mut p = vec![0f32; nq * l];
+                    let mut pd = vec![0f32; nq * l];
+                    let mut dp = vec![0f32; nq * l];
+                    let (qb, kb, vb) = (&q[bi * nq * h..], &k[bi * l * h..], &v[bi * l * h..]);
+                    let gb = &g[bi * nq * h..];
+                    for head in 0..heads {
+                        let c = head * hd;
+                        let qh = View::new(&qb[c..], nq, hd, h, 1);
+                        let kh = View::new(&kb[c..], l, hd, h, 1);
+                        let vh = View::new(&vb[c..], l, hd, h, 1);
+                        let gh = View::new(&gb[c..], nq, hd, h, 1);
+                        probabilities(&mut p, qh, kh, scale, &mask[bi * l..(bi + 1) * l]);
+                        let kp =
+                            keep_vals.map(|keep| &keep[(bi * heads + head) * nq * l..][..nq * l]);
+                        let used: &[f32] = match kp {
+                            Some(kp) => {
+                                pd.iter_mut()
+                                    .zip(&p)
+                                    .zip(kp)
+                                    .for_each(|((d, a), m)| *d = a * m);
+                                &pd
+                            }
+                            None => &p,
+                        };
+                        let pv = View::rows(used, nq, l);
+                        matmul(&mut dvb[c..], h, false, pv.t(), gh, threads(true));
+                        matmul(&mut dp, l, false, gh, vh.t(), threads(true));
+                        if let Some(kp) = kp {
+                            dp.iter_mut().zip(kp).for_each(|(d, m)| *d *= m);
+                        }
+                        for (dr, pr) in dp.chunks_mut(l).zip(p.chunks(l)) {
+                            let s = dot(dr, pr);
+                            for (a, b) in dr.iter_mut().zip(pr) {
+                                *a = scale * b * (*a - s);
+                            }
+                        }
+                        let ds = View::rows(&dp, nq, l);
+                        matmul(&mut dqb[c..], h, false, ds, kh, threads(true));
+                        matmul(&mut dkb[c..], h, false, ds.t(), qh, threads(true));
+                    }
+                },
+            )
+        });
 }
 
 /// Multi-head attention of the queries `q` `[b, lq, h]` over keys `k` and values `v`

@@ -62,7 +62,7 @@ pub(super) fn bias<'a>(
 }
 
 /// y = x Wᵀ + b: each output row starts as the bias, then the GEMM accumulates onto it.
-pub(super) fn forward(
+pub(crate) fn forward(
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
@@ -279,6 +279,45 @@ pub(super) fn grads(
         }
     }
     out
+}
+
+/// Where [`backward_into`] writes the input gradient: overwritten, or added to what is there
+/// (a tensor that feeds several layers, e.g. the hidden state into q, k and v).
+pub(crate) enum Dx<'a> {
+    Write(&'a mut [f32]),
+    Add(&'a mut [f32]),
+}
+
+/// The gradients of y = x Wᵀ + b from the output gradient g, into the caller's buffers: dx
+/// (written or accumulated by the GEMM's β), dW = gᵀ x and db (overwritten); each only where
+/// given. Nothing is zero-filled.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward_into(
+    x: &[f32],
+    w: &[f32],
+    g: &[f32],
+    (rows, i, o): (usize, usize, usize),
+    dx: Option<Dx>,
+    dw: Option<&mut [f32]>,
+    db: Option<&mut [f32]>,
+) {
+    let gv = View::rows(g, rows, o);
+    match dx {
+        Some(Dx::Write(dx)) => matmul(dx, i, false, gv, View::rows(w, o, i), threads(false)),
+        Some(Dx::Add(dx)) => matmul(dx, i, true, gv, View::rows(w, o, i), threads(false)),
+        None => {}
+    }
+    if let Some(dw) = dw {
+        matmul(dw, i, false, gv.t(), View::rows(x, rows, i), threads(false));
+    }
+    if let Some(db) = db {
+        db.fill(0.0);
+        for row in g.chunks(o) {
+            for (d, v) in db.iter_mut().zip(row) {
+                *d += v;
+            }
+        }
+    }
 }
 
 /// x Wᵀ (+ b) over the last dimension of `xs`. Shapes: `xs` `[.., in]`, `weight` `[out, in]`,

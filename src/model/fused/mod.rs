@@ -24,13 +24,13 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-mod attention;
+pub(crate) mod attention;
 mod ffn;
-mod linear;
+pub(crate) mod linear;
 mod lora;
-mod math;
-mod matmul;
-mod residual;
+pub(crate) mod math;
+pub(crate) mod matmul;
+pub(crate) mod residual;
 
 pub use attention::attention;
 pub use ffn::linear_gelu;
@@ -117,18 +117,7 @@ impl CustomOp3 for LayerNormOp {
         let x = slice(s1, l1, "layer norm input")?;
         let g = slice(s2, l2, "layer norm weight")?;
         let b = slice(s3, l3, "layer norm bias")?;
-        let h = g.len();
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(h * ROWS_PER_TASK)
-            .zip(x.par_chunks(h * ROWS_PER_TASK))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_mut(h).zip(xc.chunks(h)) {
-                    let (mean, rstd) = ln_row_stats(xr, self.eps);
-                    for i in 0..h {
-                        yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
-                    }
-                }
-            });
+        let y = layer_norm_forward(x, g, b, self.eps);
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -206,33 +195,65 @@ impl CustomOp3 for LayerNormBwdOp {
         let x = slice(s1, l1, "layer norm input")?;
         let g = slice(s2, l2, "layer norm weight")?;
         let dy = slice(s3, l3, "layer norm grad")?;
-        let h = g.len();
-        let n = x.len();
+        let (h, n) = (g.len(), x.len());
         let mut out = vec![0f32; n + 2 * h];
         let (dx, rest) = out.split_at_mut(n);
-        // Per-task partial sums of dγ and dβ, reduced afterwards in a fixed order.
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(h * ROWS_PER_TASK)
-            .zip(x.par_chunks(h * ROWS_PER_TASK))
-            .zip(dy.par_chunks(h * ROWS_PER_TASK))
-            .map(|((dxc, xc), dyc)| {
-                let mut dg = vec![0f32; h];
-                let mut db = vec![0f32; h];
-                let mut xhat = vec![0f32; h];
-                for ((dxr, xr), dyr) in dxc.chunks_mut(h).zip(xc.chunks(h)).zip(dyc.chunks(h)) {
-                    ln_row_backward(xr, dyr, g, self.eps, &mut xhat, dxr, &mut dg, &mut db);
-                }
-                (dg, db)
-            })
-            .collect();
         let (dgamma, dbeta) = rest.split_at_mut(h);
-        for (dg, db) in &partials {
-            for i in 0..h {
-                dgamma[i] += dg[i];
-                dbeta[i] += db[i];
-            }
-        }
+        layer_norm_backward(x, g, dy, self.eps, dx, dgamma, dbeta);
         Ok((CpuStorage::F32(out), Shape::from(n + 2 * h)))
+    }
+}
+
+/// LayerNorm over rows of `h = g.len()` values (the kernel of [`layer_norm`]).
+pub(crate) fn layer_norm_forward(x: &[f32], g: &[f32], b: &[f32], eps: f32) -> Vec<f32> {
+    let h = g.len();
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(h * ROWS_PER_TASK)
+        .zip(x.par_chunks(h * ROWS_PER_TASK))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_mut(h).zip(xc.chunks(h)) {
+                let (mean, rstd) = ln_row_stats(xr, eps);
+                for i in 0..h {
+                    yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
+                }
+            }
+        });
+    y
+}
+
+/// The backward of [`layer_norm_forward`]: writes dx and overwrites dγ, dβ (per-task partial
+/// sums reduced in a fixed order).
+pub(crate) fn layer_norm_backward(
+    x: &[f32],
+    g: &[f32],
+    dy: &[f32],
+    eps: f32,
+    dx: &mut [f32],
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+) {
+    let h = g.len();
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(h * ROWS_PER_TASK)
+        .zip(x.par_chunks(h * ROWS_PER_TASK))
+        .zip(dy.par_chunks(h * ROWS_PER_TASK))
+        .map(|((dxc, xc), dyc)| {
+            let mut dg = vec![0f32; h];
+            let mut db = vec![0f32; h];
+            let mut xhat = vec![0f32; h];
+            for ((dxr, xr), dyr) in dxc.chunks_mut(h).zip(xc.chunks(h)).zip(dyc.chunks(h)) {
+                ln_row_backward(xr, dyr, g, eps, &mut xhat, dxr, &mut dg, &mut db);
+            }
+            (dg, db)
+        })
+        .collect();
+    dgamma.fill(0.0);
+    dbeta.fill(0.0);
+    for (dg, db) in &partials {
+        for i in 0..h {
+            dgamma[i] += dg[i];
+            dbeta[i] += db[i];
+        }
     }
 }
 
@@ -382,12 +403,12 @@ const INV_SQRT2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 const INV_SQRT_2PI: f32 = 0.398_942_3;
 
 #[inline(always)]
-fn gelu(x: f32) -> f32 {
+pub(crate) fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + math::erf(x * INV_SQRT2))
 }
 
 #[inline(always)]
-fn gelu_grad(x: f32) -> f32 {
+pub(crate) fn gelu_grad(x: f32) -> f32 {
     0.5 * (1.0 + math::erf(x * INV_SQRT2)) + x * INV_SQRT_2PI * math::exp(-0.5 * x * x)
 }
 

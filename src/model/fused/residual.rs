@@ -79,25 +79,8 @@ impl CustomOp3 for ResidualNormOp {
             slice(sr, lr, "residual")?,
         );
         let (g, b) = slice(sgb, lgb, "layer norm γβ")?.split_at(h);
-        let mut out = vec![0f32; y.len()];
-        let chunk = h * ROWS_PER_TASK;
-        with_opt_values(self.keep.as_ref(), "dropout mask", |keep| {
-            out.par_chunks_mut(chunk).enumerate().for_each(|(t, oc)| {
-                simd(
-                    #[inline(always)]
-                    || {
-                        for (r, orow) in oc.chunks_mut(h).enumerate() {
-                            let at = t * chunk + r * h;
-                            let k = keep.map(|k| &k[at..at + h]);
-                            residual_row(orow, &y[at..at + h], &res[at..at + h], k);
-                            let (mean, rstd) = ln_row_stats(orow, self.eps);
-                            for ((o, g), b) in orow.iter_mut().zip(g).zip(b) {
-                                *o = (*o - mean) * rstd * g + b;
-                            }
-                        }
-                    },
-                )
-            })
+        let out = with_opt_values(self.keep.as_ref(), "dropout mask", |keep| {
+            forward(y, res, keep, g, b, self.eps)
         })?;
         Ok((CpuStorage::F32(out), ly.shape().clone()))
     }
@@ -160,40 +143,13 @@ impl CustomOp3 for ResidualNormBwdOp {
         let mut out = vec![0f32; total];
         let (dz, rest) = out.split_at_mut(n);
         let (dgb, dy) = rest.split_at_mut(2 * h);
+        let (dg, db) = dgb.split_at_mut(h);
+        with_values(&self.grad, "residual layer norm gradient", |up| {
+            with_opt_values(keep_t, "dropout mask", |keep| {
+                backward(y, res, keep, g, self.fwd.eps, up, dz, dg, db)
+            })
+        })??;
         let chunk = h * ROWS_PER_TASK;
-        let eps = self.fwd.eps;
-        let partials: Vec<Vec<f32>> =
-            with_values(&self.grad, "residual layer norm gradient", |up| {
-                with_opt_values(keep_t, "dropout mask", |keep| {
-                    dz.par_chunks_mut(chunk)
-                        .enumerate()
-                        .map(|(t, dzc)| {
-                            simd(
-                                #[inline(always)]
-                                || {
-                                    // [dγ | dβ] partial sums of this task.
-                                    let mut acc = vec![0f32; 2 * h];
-                                    let (mut z, mut xhat) = (vec![0f32; h], vec![0f32; h]);
-                                    for (r, dzr) in dzc.chunks_mut(h).enumerate() {
-                                        let at = t * chunk + r * h;
-                                        let k = keep.map(|k| &k[at..at + h]);
-                                        residual_row(&mut z, &y[at..at + h], &res[at..at + h], k);
-                                        let (dg, db) = acc.split_at_mut(h);
-                                        let u = &up[at..at + h];
-                                        ln_row_backward(&z, u, g, eps, &mut xhat, dzr, dg, db);
-                                    }
-                                    acc
-                                },
-                            )
-                        })
-                        .collect()
-                })
-            })??;
-        for p in &partials {
-            for (d, v) in dgb.iter_mut().zip(p) {
-                *d += v;
-            }
-        }
         if let Some(kt) = keep_t {
             with_values(kt, "dropout mask", |k| {
                 dy.par_chunks_mut(chunk)
@@ -207,6 +163,87 @@ impl CustomOp3 for ResidualNormBwdOp {
             })?;
         }
         Ok((CpuStorage::F32(out), Shape::from(total)))
+    }
+}
+
+/// LayerNorm(y ⊙ keep + res) over rows of `h = g.len()` values: the kernel of
+/// [`residual_layer_norm`], and of the training path's own backward.
+pub(crate) fn forward(
+    y: &[f32],
+    res: &[f32],
+    keep: Option<&[f32]>,
+    g: &[f32],
+    b: &[f32],
+    eps: f32,
+) -> Vec<f32> {
+    let h = g.len();
+    let mut out = vec![0f32; y.len()];
+    let chunk = h * ROWS_PER_TASK;
+    out.par_chunks_mut(chunk).enumerate().for_each(|(t, oc)| {
+        simd(
+            #[inline(always)]
+            || {
+                for (r, orow) in oc.chunks_mut(h).enumerate() {
+                    let at = t * chunk + r * h;
+                    let k = keep.map(|k| &k[at..at + h]);
+                    residual_row(orow, &y[at..at + h], &res[at..at + h], k);
+                    let (mean, rstd) = ln_row_stats(orow, eps);
+                    for ((o, g), b) in orow.iter_mut().zip(g).zip(b) {
+                        *o = (*o - mean) * rstd * g + b;
+                    }
+                }
+            },
+        )
+    });
+    out
+}
+
+/// The backward of [`forward`] from the upstream gradient `up`: writes dz (the gradient of
+/// the sum, which is the residual's; y's is dz ⊙ keep) and overwrites dγ, dβ (per-task partial
+/// sums reduced in a fixed order).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn backward(
+    y: &[f32],
+    res: &[f32],
+    keep: Option<&[f32]>,
+    g: &[f32],
+    eps: f32,
+    up: &[f32],
+    dz: &mut [f32],
+    dg: &mut [f32],
+    db: &mut [f32],
+) {
+    let h = g.len();
+    let chunk = h * ROWS_PER_TASK;
+    let partials: Vec<Vec<f32>> = dz
+        .par_chunks_mut(chunk)
+        .enumerate()
+        .map(|(t, dzc)| {
+            simd(
+                #[inline(always)]
+                || {
+                    // [dγ | dβ] partial sums of this task.
+                    let mut acc = vec![0f32; 2 * h];
+                    let (mut z, mut xhat) = (vec![0f32; h], vec![0f32; h]);
+                    for (r, dzr) in dzc.chunks_mut(h).enumerate() {
+                        let at = t * chunk + r * h;
+                        let k = keep.map(|k| &k[at..at + h]);
+                        residual_row(&mut z, &y[at..at + h], &res[at..at + h], k);
+                        let (pg, pb) = acc.split_at_mut(h);
+                        let u = &up[at..at + h];
+                        ln_row_backward(&z, u, g, eps, &mut xhat, dzr, pg, pb);
+                    }
+                    acc
+                },
+            )
+        })
+        .collect();
+    dg.fill(0.0);
+    db.fill(0.0);
+    for p in &partials {
+        let (pg, pb) = p.split_at(h);
+        dg.iter_mut().zip(pg).for_each(|(d, v)| *d += v);
+        db.iter_mut().zip(pb).for_each(|(d, v)| *d += v);
     }
 }
 

@@ -1,0 +1,698 @@
+//! The training path's own forward and backward, layer by layer, without candle's autograd.
+//!
+//! Autograd records a node per op and, in the backward, adds every gradient into a freshly
+//! zeroed tensor: a memset and an add per node and per parameter (about a tenth of a MiniLM FT
+//! step), and for the word embeddings a zeroed `[vocab, h]` table and a copy per step. Here the
+//! forward keeps exactly the activations the backward needs, and the backward runs the fused
+//! kernels' backward halves (`fused::{linear, attention, residual}`, LayerNorm, GELU) in
+//! reverse, writing each gradient straight into a buffer allocated once per run:
+//!
+//! - a weight's dW = gᵀx is the GEMM's output (β = 0), so nothing is zeroed first; a tensor that
+//!   feeds several layers (the hidden state into q, k, v) gets its gradient accumulated by the
+//!   GEMM's β = 1;
+//! - the word-embedding gradient touches only the rows of the batch: the rows the previous step
+//!   wrote are zeroed, the batch's are added. The buffer stays dense, so AdamW's update is
+//!   PyTorch's dense one (every row's moments decay every step).
+//!
+//! It computes what [`SequenceClassifier::forward`] and [`crate::methods::train::cross_entropy`]
+//! compute in `Mode::Train` — the same ops in the same order, dropout masks drawn from the
+//! same stream in the same order and shapes — and the gradient of the mean cross-entropy.
+//! The composed autograd path stays the reference: `tests/it/parity.rs` ties every parameter's
+//! gradient of the two, dropout on and off. It covers full fine-tuning (FT, LP-FT) of BERT and
+//! RoBERTa encoders with the paper's first-token head on the CPU in f32
+//! ([`Backprop::supports`]); LoRA, mean pooling and other devices use autograd.
+
+use std::collections::HashMap;
+use std::ops::Deref;
+
+use candle_core::{CpuStorage, Storage, Tensor, TensorId, Var};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::model::bert::{check_ids, Layer, LayerNorm};
+use crate::model::config::Activation;
+use crate::model::fused::linear::{backward_into, forward as linear_forward, Dx};
+use crate::model::fused::{attention, gelu, gelu_grad, layer_norm_backward, layer_norm_forward};
+use crate::model::fused::{math, residual};
+use crate::model::linear::Linear;
+use crate::model::{Inputs, Mode, Pooling, SequenceClassifier};
+
+/// Elements per rayon task in the element-wise passes.
+const CHUNK: usize = 1 << 14;
+
+/// A read lock on a CPU f32 tensor's values.
+struct Values<'a> {
+    guard: Box<dyn Deref<Target = Storage> + 'a>,
+    start: usize,
+    end: usize,
+}
+
+impl Values<'_> {
+    fn get(&self) -> &[f32] {
+        match &**self.guard {
+            Storage::Cpu(CpuStorage::F32(v)) => &v[self.start..self.end],
+            _ => unreachable!("checked when the lock was taken"),
+        }
+    }
+}
+
+fn values(t: &Tensor) -> Result<Values<'_>> {
+    let (guard, layout) = t.storage_and_layout();
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        return Err(unsupported("a non-contiguous parameter"));
+    };
+    if !matches!(&*guard, Storage::Cpu(CpuStorage::F32(_))) {
+        return Err(unsupported("a parameter that is not f32 on the CPU"));
+    }
+    let guard = Box::new(guard);
+    Ok(Values { guard, start, end })
+}
+
+fn unsupported(what: &str) -> Error {
+    Error::InvalidArgument {
+        field: "backward".into(),
+        reason: format!("the training path's own backward does not handle {what}"),
+    }
+}
+
+/// A linear layer's weight and bias values.
+struct Lin<'a> {
+    w: Values<'a>,
+    b: Values<'a>,
+    w_id: TensorId,
+    b_id: TensorId,
+    i: usize,
+    o: usize,
+}
+
+impl<'a> Lin<'a> {
+    fn new(l: &'a Linear) -> Result<Self> {
+        let bias = l
+            .bias
+            .as_ref()
+            .ok_or_else(|| unsupported("a linear layer without bias"))?;
+        if l.lora.is_some() {
+            return Err(unsupported("LoRA adapters"));
+        }
+        let (i, o) = l.dims();
+        Ok(Self {
+            w: values(&l.weight)?,
+            b: values(bias)?,
+            w_id: l.weight.id(),
+            b_id: bias.id(),
+            i,
+            o,
+        })
+    }
+
+    fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
+        linear_forward(x, self.w.get(), Some(self.b.get()), rows, self.i, self.o)
+    }
+
+    /// dW and db into their buffers (where trainable), dx as `dx` says.
+    fn backward(&self, x: &[f32], g: &[f32], rows: usize, dx: Option<Dx>, grads: &mut Grads) {
+        let (mut dw, mut db) = (grads.take(self.w_id), grads.take(self.b_id));
+        let shape = (rows, self.i, self.o);
+        backward_into(
+            x,
+            self.w.get(),
+            g,
+            shape,
+            dx,
+            dw.as_deref_mut(),
+            db.as_deref_mut(),
+        );
+        grads.put(self.w_id, dw);
+        grads.put(self.b_id, db);
+    }
+}
+
+/// A LayerNorm's γ, β values.
+struct Norm<'a> {
+    g: Values<'a>,
+    b: Values<'a>,
+    g_id: TensorId,
+    b_id: TensorId,
+    eps: f32,
+}
+
+impl<'a> Norm<'a> {
+    fn new(n: &'a LayerNorm) -> Result<Self> {
+        Ok(Self {
+            g: values(&n.weight)?,
+            b: values(&n.bias)?,
+            g_id: n.weight.id(),
+            b_id: n.bias.id(),
+            eps: n.eps as f32,
+        })
+    }
+
+    /// dγ and dβ buffers: the parameters' own where trainable, else scratch.
+    fn grad_bufs(&self, grads: &mut Grads) -> (Vec<f32>, Vec<f32>) {
+        let h = self.g.get().len();
+        (
+            grads.take(self.g_id).unwrap_or_else(|| vec![0.0; h]),
+            grads.take(self.b_id).unwrap_or_else(|| vec![0.0; h]),
+        )
+    }
+
+    fn put(&self, grads: &mut Grads, (dg, db): (Vec<f32>, Vec<f32>)) {
+        grads.put(self.g_id, Some(dg));
+        grads.put(self.b_id, Some(db));
+    }
+}
+
+/// Every trainable parameter's gradient buffer, by tensor id, allocated once.
+struct Grads {
+    bufs: HashMap<TensorId, Vec<f32>>,
+}
+
+impl Grads {
+    fn take(&mut self, id: TensorId) -> Option<Vec<f32>> {
+        self.bufs.remove(&id)
+    }
+
+    /// Puts a buffer taken by [`Grads::take`] back (a frozen LayerNorm's scratch buffers stay
+    /// too, for the next step; nothing reads them as gradients).
+    fn put(&mut self, id: TensorId, buf: Option<Vec<f32>>) {
+        if let Some(buf) = buf {
+            self.bufs.insert(id, buf);
+        }
+    }
+}
+
+/// What one Transformer block's backward needs from its forward.
+struct Tape {
+    /// The block's input `[b·l, h]`.
+    x: Vec<f32>,
+    /// The query rows `[b·nq, h]` when they are not all of `x` (the last block: first token).
+    xq: Option<Vec<f32>>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    keep_p: Option<Vec<f32>>,
+    ctx: Vec<f32>,
+    o: Vec<f32>,
+    keep_a: Option<Vec<f32>>,
+    a: Vec<f32>,
+    pre: Vec<f32>,
+    inter: Vec<f32>,
+    f: Vec<f32>,
+    keep_f: Option<Vec<f32>>,
+    nq: usize,
+}
+
+impl Tape {
+    fn xq(&self) -> &[f32] {
+        self.xq.as_deref().unwrap_or(&self.x)
+    }
+}
+
+/// One block's parameter values.
+struct Block<'a> {
+    q: Lin<'a>,
+    k: Lin<'a>,
+    v: Lin<'a>,
+    o: Lin<'a>,
+    n1: Norm<'a>,
+    i: Lin<'a>,
+    f: Lin<'a>,
+    n2: Norm<'a>,
+    heads: usize,
+    scale: f32,
+    attn_p: f64,
+    hidden_p: f64,
+}
+
+impl<'a> Block<'a> {
+    fn new(layer: &'a Layer) -> Result<Self> {
+        if layer.act != Activation::Gelu {
+            return Err(unsupported("an activation other than GELU"));
+        }
+        let at = &layer.attention;
+        Ok(Self {
+            q: Lin::new(&at.query)?,
+            k: Lin::new(&at.key)?,
+            v: Lin::new(&at.value)?,
+            o: Lin::new(&at.output)?,
+            n1: Norm::new(&at.layer_norm)?,
+            i: Lin::new(&layer.intermediate)?,
+            f: Lin::new(&layer.output)?,
+            n2: Norm::new(&layer.layer_norm)?,
+            heads: at.heads,
+            scale: (1.0 / (at.head_dim as f64).sqrt()) as f32,
+            attn_p: at.attn_dropout,
+            hidden_p: layer.hidden_dropout,
+        })
+    }
+
+    /// The block over `x` `[b, l, h]` for the query rows `xq` (`None`: all of them): its output
+    /// `[b·nq, h]` and the tape.
+    fn forward(
+        &self,
+        x: Vec<f32>,
+        xq: Option<Vec<f32>>,
+        (b, l, nq): (usize, usize, usize),
+        mask: &[f32],
+        mode: &mut Mode,
+    ) -> (Vec<f32>, Tape) {
+        let h = self.q.o;
+        let xq_ref = xq.as_deref().unwrap_or(&x);
+        let q = self.q.forward(xq_ref, b * nq);
+        let k = self.k.forward(&x, b * l);
+        let v = self.v.forward(&x, b * l);
+        let keep_p = mode.dropout_values(b * self.heads * nq * l, self.attn_p);
+        let dims = [b, nq, l, h];
+        let ctx = attention::forward(
+            &q,
+            &k,
+            &v,
+            mask,
+            keep_p.as_deref(),
+            dims,
+            self.heads,
+            self.scale,
+        );
+        let o = self.o.forward(&ctx, b * nq);
+        let keep_a = mode.dropout_values(b * nq * h, self.hidden_p);
+        let (g1, b1) = (self.n1.g.get(), self.n1.b.get());
+        let a = residual::forward(&o, xq_ref, keep_a.as_deref(), g1, b1, self.n1.eps);
+        let pre = self.i.forward(&a, b * nq);
+        let inter = map(&pre, gelu);
+        let f = self.f.forward(&inter, b * nq);
+        let keep_f = mode.dropout_values(b * nq * h, self.hidden_p);
+        let (g2, b2) = (self.n2.g.get(), self.n2.b.get());
+        let out = residual::forward(&f, &a, keep_f.as_deref(), g2, b2, self.n2.eps);
+        let tape = Tape {
+            x,
+            xq,
+            q,
+            k,
+            v,
+            keep_p,
+            ctx,
+            o,
+            keep_a,
+            a,
+            pre,
+            inter,
+            f,
+            keep_f,
+            nq,
+        };
+        (out, tape)
+    }
+
+    /// From the output's gradient `dout` `[b·nq, h]`: the parameters' gradients into `grads`,
+    /// and the gradient of the block's input `[b·l, h]`.
+    fn backward(
+        &self,
+        t: &Tape,
+        dout: &[f32],
+        (b, l): (usize, usize),
+        mask: &[f32],
+        grads: &mut Grads,
+    ) -> Vec<f32> {
+        let (h, ff, nq) = (self.q.o, self.i.o, t.nq);
+        let rq = b * nq;
+        // out = LN2(f ⊙ keep_f + a)
+        let mut da = vec![0f32; rq * h];
+        let mut g2 = self.n2.grad_bufs(grads);
+        let (g2w, eps2) = (self.n2.g.get(), self.n2.eps);
+        let keep_f = t.keep_f.as_deref();
+        residual::backward(
+            &t.f, &t.a, keep_f, g2w, eps2, dout, &mut da, &mut g2.0, &mut g2.1,
+        );
+        self.n2.put(grads, g2);
+        let df = times(&da, keep_f);
+        // f = inter Wfᵀ + bf; inter = gelu(pre)
+        let mut dinter = vec![0f32; rq * ff];
+        self.f.backward(
+            &t.inter,
+            df.as_deref().unwrap_or(&da),
+            rq,
+            Some(Dx::Write(&mut dinter)),
+            grads,
+        );
+        dinter
+            .par_chunks_mut(CHUNK)
+            .zip(t.pre.par_chunks(CHUNK))
+            .for_each(|(d, p)| {
+                math::simd(
+                    #[inline(always)]
+                    || d.iter_mut().zip(p).for_each(|(d, p)| *d *= gelu_grad(*p)),
+                )
+            });
+        // pre = a Wiᵀ + bi; a feeds both the FFN and the residual.
+        self.i
+            .backward(&t.a, &dinter, rq, Some(Dx::Add(&mut da)), grads);
+        drop(dinter);
+        // a = LN1(o ⊙ keep_a + xq)
+        let mut dxq = vec![0f32; rq * h];
+        let mut g1 = self.n1.grad_bufs(grads);
+        let (g1w, eps1) = (self.n1.g.get(), self.n1.eps);
+        let keep_a = t.keep_a.as_deref();
+        residual::backward(
+            &t.o,
+            t.xq(),
+            keep_a,
+            g1w,
+            eps1,
+            &da,
+            &mut dxq,
+            &mut g1.0,
+            &mut g1.1,
+        );
+        self.n1.put(grads, g1);
+        let d_o = times(&dxq, keep_a);
+        let mut dctx = vec![0f32; rq * h];
+        self.o.backward(
+            &t.ctx,
+            d_o.as_deref().unwrap_or(&dxq),
+            rq,
+            Some(Dx::Write(&mut dctx)),
+            grads,
+        );
+        let (mut dq, mut dk, mut dv) = (
+            vec![0f32; rq * h],
+            vec![0f32; b * l * h],
+            vec![0f32; b * l * h],
+        );
+        attention::backward(
+            [&t.q, &t.k, &t.v, &dctx],
+            mask,
+            t.keep_p.as_deref(),
+            [b, nq, l, h],
+            self.heads,
+            self.scale,
+            [&mut dq, &mut dk, &mut dv],
+        );
+        drop(dctx);
+        // q = xq Wqᵀ + bq, k and v from x: dxq += dq Wq, dx = dk Wk + dv Wv (+ dxq).
+        self.q
+            .backward(t.xq(), &dq, rq, Some(Dx::Add(&mut dxq)), grads);
+        let mut dx = match &t.xq {
+            None => std::mem::take(&mut dxq),
+            Some(_) => vec![0f32; b * l * h],
+        };
+        let first = if t.xq.is_some() {
+            Dx::Write(&mut dx)
+        } else {
+            Dx::Add(&mut dx)
+        };
+        self.k.backward(&t.x, &dk, b * l, Some(first), grads);
+        self.v
+            .backward(&t.x, &dv, b * l, Some(Dx::Add(&mut dx)), grads);
+        if t.xq.is_some() {
+            // The query rows are each sequence's first token.
+            for (bi, row) in dxq.chunks(h).enumerate() {
+                dx[bi * l * h..bi * l * h + h]
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(d, g)| *d += g);
+            }
+        }
+        dx
+    }
+}
+
+/// `f` applied to every value.
+fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| {
+            math::simd(
+                #[inline(always)]
+                || y.iter_mut().zip(x).for_each(|(y, x)| *y = f(*x)),
+            )
+        });
+    y
+}
+
+/// `x ⊙ keep`, or `None` without a mask (then `x` itself is meant).
+fn times(x: &[f32], keep: Option<&[f32]>) -> Option<Vec<f32>> {
+    let keep = keep?;
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(keep.par_chunks(CHUNK)))
+        .for_each(|(y, (x, k))| {
+            y.iter_mut()
+                .zip(x.iter().zip(k))
+                .for_each(|(y, (x, k))| *y = x * k)
+        });
+    Some(y)
+}
+
+/// The training path's own forward and backward over one model (see the module docs): the
+/// gradient buffers, allocated once, and the word-embedding rows the last step wrote.
+pub struct Backprop {
+    grads: Grads,
+    /// Word-embedding rows the last step wrote (sorted, distinct).
+    touched: Vec<u32>,
+    word_id: TensorId,
+}
+
+impl Backprop {
+    /// Whether the own backward handles `model` training `vars`: BERT/RoBERTa with GELU, every
+    /// linear layer with a bias and no adapter, the first-token head, f32 on the CPU, and at
+    /// least one layer. Otherwise training uses autograd.
+    pub fn supports(model: &SequenceClassifier) -> bool {
+        Self::check(model).is_ok()
+    }
+
+    fn check(model: &SequenceClassifier) -> Result<()> {
+        if model.pooling != Pooling::First {
+            return Err(unsupported("mean pooling"));
+        }
+        if model.encoder.layers.is_empty() {
+            return Err(unsupported("an encoder without layers"));
+        }
+        let e = &model.encoder.embeddings;
+        for t in [
+            &e.word_embeddings,
+            &e.position_embeddings,
+            &e.token_type_embeddings,
+        ] {
+            values(t)?;
+        }
+        Norm::new(&e.layer_norm)?;
+        for layer in &model.encoder.layers {
+            Block::new(layer)?;
+        }
+        values(&model.head.weight)?;
+        values(&model.head.bias)?;
+        Ok(())
+    }
+
+    /// Buffers for the gradients of `vars` (the model's trainable parameters).
+    pub fn new(model: &SequenceClassifier, vars: &[&Var]) -> Result<Self> {
+        Self::check(model)?;
+        let bufs = vars
+            .iter()
+            .map(|v| (v.as_tensor().id(), vec![0f32; v.elem_count()]))
+            .collect();
+        Ok(Self {
+            grads: Grads { bufs },
+            touched: Vec::new(),
+            word_id: model.encoder.embeddings.word_embeddings.id(),
+        })
+    }
+
+    /// The gradient of `var` from the last [`Backprop::loss_and_grads`].
+    pub fn grad(&self, var: &Var) -> Option<&[f32]> {
+        self.grads
+            .bufs
+            .get(&var.as_tensor().id())
+            .map(|v| v.as_slice())
+    }
+
+    /// ‖g‖₂ over the gradients of `vars` (summed in f64).
+    pub fn grad_norm(&self, vars: &[&Var]) -> f64 {
+        vars.iter()
+            .filter_map(|v| self.grad(v))
+            .map(|g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// The forward in `mode` (dropout masks from its stream), the batch's mean cross-entropy
+    /// against `labels`, and every trainable parameter's gradient of it (read with
+    /// [`Backprop::grad`]).
+    pub fn loss_and_grads(
+        &mut self,
+        model: &SequenceClassifier,
+        inputs: &Inputs,
+        labels: &[usize],
+        mode: &mut Mode,
+    ) -> Result<f64> {
+        inputs.check()?;
+        let (b, l) = (inputs.batch, inputs.seq_len);
+        if labels.len() != b {
+            return Err(Error::Shape {
+                what: "labels",
+                expected: format!("{b} labels"),
+                found: labels.len().to_string(),
+            });
+        }
+        let enc = &model.encoder;
+        let emb = &enc.embeddings;
+        let word = values(&emb.word_embeddings)?;
+        let pos = values(&emb.position_embeddings)?;
+        let types = values(&emb.token_type_embeddings)?;
+        let n0 = Norm::new(&emb.layer_norm)?;
+        let blocks = enc
+            .layers
+            .iter()
+            .map(Block::new)
+            .collect::<Result<Vec<_>>>()?;
+        let (vw, vb) = (values(&model.head.weight)?, values(&model.head.bias)?);
+        let h = n0.g.get().len();
+        let c = model.head.num_labels();
+        if let Some(&bad) = labels.iter().find(|&&y| y >= c) {
+            return Err(Error::Shape {
+                what: "labels",
+                expected: format!("labels < {c}"),
+                found: bad.to_string(),
+            });
+        }
+        let positions = emb.position_ids(inputs);
+        check_ids("input_ids", &inputs.input_ids, word.get().len() / h)?;
+        check_ids(
+            "position ids (sequence too long)",
+            &positions,
+            pos.get().len() / h,
+        )?;
+        check_ids(
+            "token_type_ids",
+            &inputs.token_type_ids,
+            types.get().len() / h,
+        )?;
+
+        // Embeddings: (word + position) + token type, LayerNorm, dropout.
+        let mut x0 = vec![0f32; b * l * h];
+        for (r, row) in x0.chunks_mut(h).enumerate() {
+            let (w, p, t) = (
+                inputs.input_ids[r] as usize,
+                positions[r] as usize,
+                inputs.token_type_ids[r] as usize,
+            );
+            let (w, p, t) = (
+                &word.get()[w * h..][..h],
+                &pos.get()[p * h..][..h],
+                &types.get()[t * h..][..h],
+            );
+            for (((o, w), p), t) in row.iter_mut().zip(w).zip(p).zip(t) {
+                *o = (w + p) + t;
+            }
+        }
+        let e = layer_norm_forward(&x0, n0.g.get(), n0.b.get(), n0.eps);
+        let keep_e = mode.dropout_values(b * l * h, emb.dropout);
+        let mut x = times(&e, keep_e.as_deref()).unwrap_or(e);
+        let mask: Vec<f32> = inputs
+            .attention_mask
+            .iter()
+            .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
+            .collect();
+
+        // Blocks; the last one for the first token only (as `Encoder::forward_first`).
+        let mut tapes = Vec::with_capacity(blocks.len());
+        let last = blocks.len() - 1;
+        for (i, block) in blocks.iter().enumerate() {
+            let (xq, nq) = if i == last {
+                let first: Vec<f32> = x.chunks(l * h).flat_map(|s| s[..h].to_vec()).collect();
+                (Some(first), 1)
+            } else {
+                (None, l)
+            };
+            let (out, tape) = block.forward(x, xq, (b, l, nq), &mask, mode);
+            tapes.push(tape);
+            x = out;
+        }
+
+        // Head: logits = V · dropout(φ) + b, then the mean cross-entropy.
+        let keep_h = mode.dropout_values(b * h, model.head.dropout);
+        let phi = times(&x, keep_h.as_deref()).unwrap_or_else(|| x.clone());
+        let logits = linear_forward(&phi, vw.get(), Some(vb.get()), b, h, c);
+        let mut dlogits = vec![0f32; b * c];
+        let mut loss = 0.0f64;
+        for ((z, d), &y) in logits.chunks(c).zip(dlogits.chunks_mut(c)).zip(labels) {
+            let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = z.iter().map(|&v| (v - m).exp()).sum();
+            let lse = m + sum.ln();
+            loss += f64::from(lse - z[y]);
+            for (j, (d, &v)) in d.iter_mut().zip(z).enumerate() {
+                let p = (v - lse).exp();
+                *d = (p - if j == y { 1.0 } else { 0.0 }) / b as f32;
+            }
+        }
+        let loss = loss / b as f64;
+        if !loss.is_finite() {
+            // The caller reports it; the gradients are not needed.
+            return Ok(loss);
+        }
+
+        // Backward.
+        let grads = &mut self.grads;
+        let (hw_id, hb_id) = (model.head.weight.id(), model.head.bias.id());
+        let (mut dvw, mut dvb) = (grads.take(hw_id), grads.take(hb_id));
+        let mut dphi = vec![0f32; b * h];
+        backward_into(
+            &phi,
+            vw.get(),
+            &dlogits,
+            (b, h, c),
+            Some(Dx::Write(&mut dphi)),
+            dvw.as_deref_mut(),
+            dvb.as_deref_mut(),
+        );
+        grads.put(hw_id, dvw);
+        grads.put(hb_id, dvb);
+        let mut dx = times(&dphi, keep_h.as_deref()).unwrap_or(dphi);
+        for (block, tape) in blocks.iter().zip(&tapes).rev() {
+            dx = block.backward(tape, &dx, (b, l), &mask, grads);
+        }
+        drop(tapes);
+
+        // Embeddings: dropout, LayerNorm, then the three tables' rows.
+        let de = times(&dx, keep_e.as_deref()).unwrap_or(dx);
+        let mut dx0 = vec![0f32; b * l * h];
+        let mut g0 = n0.grad_bufs(grads);
+        layer_norm_backward(&x0, n0.g.get(), &de, n0.eps, &mut dx0, &mut g0.0, &mut g0.1);
+        n0.put(grads, g0);
+        if let Some(mut dw) = grads.take(self.word_id) {
+            for &r in &self.touched {
+                dw[r as usize * h..][..h].fill(0.0);
+            }
+            self.touched.clear();
+            for (r, g) in dx0.chunks(h).enumerate() {
+                let id = inputs.input_ids[r];
+                self.touched.push(id);
+                add_row(&mut dw, id as usize, h, g);
+            }
+            self.touched.sort_unstable();
+            self.touched.dedup();
+            grads.put(self.word_id, Some(dw));
+        }
+        for (t, ids) in [
+            (&emb.position_embeddings, &positions),
+            (&emb.token_type_embeddings, &inputs.token_type_ids),
+        ] {
+            if let Some(mut dt) = grads.take(t.id()) {
+                dt.fill(0.0);
+                for (r, g) in dx0.chunks(h).enumerate() {
+                    add_row(&mut dt, ids[r] as usize, h, g);
+                }
+                grads.put(t.id(), Some(dt));
+            }
+        }
+        Ok(loss)
+    }
+}
+
+fn add_row(table: &mut [f32], row: usize, h: usize, g: &[f32]) {
+    table[row * h..][..h]
+        .iter_mut()
+        .zip(g)
+        .for_each(|(d, g)| *d += g);
+}
