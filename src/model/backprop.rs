@@ -18,9 +18,11 @@
 //! compute in `Mode::Train` — the same ops in the same order, dropout masks drawn from the
 //! same stream in the same order and shapes — and the gradient of the mean cross-entropy.
 //! The composed autograd path stays the reference: `tests/it/parity.rs` ties every parameter's
-//! gradient of the two, dropout on and off. It covers full fine-tuning (FT, LP-FT) of BERT and
-//! RoBERTa encoders with the paper's first-token head on the CPU in f32
-//! ([`Backprop::supports`]); LoRA, mean pooling and other devices use autograd.
+//! gradient of the two, dropout on and off, FT and LoRA. It covers BERT and RoBERTa encoders
+//! with the paper's first-token head on the CPU in f32, with or without LoRA adapters on any
+//! linear layer ([`Backprop::supports`]); mean pooling and other devices use autograd. With
+//! only adapters and the head training (LoRA, LP-LoRA) the backward stops at the first block:
+//! nothing below it needs a gradient.
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -32,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::model::bert::{check_ids, Layer, LayerNorm};
 use crate::model::config::Activation;
 use crate::model::fused::linear::{backward_into, forward as linear_forward, Dx};
+use crate::model::fused::matmul::{matmul, threads, View};
 use crate::model::fused::{attention, gelu, gelu_grad, layer_norm_backward, layer_norm_forward};
 use crate::model::fused::{math, residual};
 use crate::model::linear::Linear;
@@ -83,6 +86,35 @@ struct Lin<'a> {
     b_id: TensorId,
     i: usize,
     o: usize,
+    lora: Option<Adapter<'a>>,
+}
+
+/// A LoRA adapter's factors A `[r, in]`, B `[out, r]` and scale s.
+struct Adapter<'a> {
+    a: Values<'a>,
+    b: Values<'a>,
+    a_id: TensorId,
+    b_id: TensorId,
+    r: usize,
+    scale: f32,
+}
+
+impl Adapter<'_> {
+    /// s·x Aᵀ `[rows, r]`.
+    fn low(&self, x: &[f32], rows: usize, i: usize) -> Vec<f32> {
+        let mut u = vec![0f32; rows * self.r];
+        let at = View::rows(self.a.get(), self.r, i).t();
+        matmul(
+            &mut u,
+            self.r,
+            false,
+            View::rows(x, rows, i),
+            at,
+            threads(false),
+        );
+        u.iter_mut().for_each(|v| *v *= self.scale);
+        u
+    }
 }
 
 impl<'a> Lin<'a> {
@@ -91,10 +123,18 @@ impl<'a> Lin<'a> {
             .bias
             .as_ref()
             .ok_or_else(|| unsupported("a linear layer without bias"))?;
-        if l.lora.is_some() {
-            return Err(unsupported("LoRA adapters"));
-        }
         let (i, o) = l.dims();
+        let lora = match &l.lora {
+            Some(ad) => Some(Adapter {
+                a: values(&ad.a)?,
+                b: values(&ad.b)?,
+                a_id: ad.a.id(),
+                b_id: ad.b.id(),
+                r: ad.a.dims()[0],
+                scale: ad.scale as f32,
+            }),
+            None => None,
+        };
         Ok(Self {
             w: values(&l.weight)?,
             b: values(bias)?,
@@ -102,28 +142,89 @@ impl<'a> Lin<'a> {
             b_id: bias.id(),
             i,
             o,
+            lora,
         })
     }
 
+    /// y = x Wᵀ + b (+ s·(x Aᵀ) Bᵀ with an adapter).
     fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        linear_forward(x, self.w.get(), Some(self.b.get()), rows, self.i, self.o)
+        let mut y = linear_forward(x, self.w.get(), Some(self.b.get()), rows, self.i, self.o);
+        if let Some(ad) = &self.lora {
+            let low = ad.low(x, rows, self.i);
+            let u = View::rows(&low, rows, ad.r);
+            let bt = View::rows(ad.b.get(), self.o, ad.r).t();
+            matmul(&mut y, self.o, true, u, bt, threads(false));
+        }
+        y
     }
 
-    /// dW and db into their buffers (where trainable), dx as `dx` says.
+    /// dW and db into their buffers (where trainable), dx as `dx` says; with an adapter also
+    /// dA and dB (where trainable) and the adapter's part of dx.
     fn backward(&self, x: &[f32], g: &[f32], rows: usize, dx: Option<Dx>, grads: &mut Grads) {
         let (mut dw, mut db) = (grads.take(self.w_id), grads.take(self.b_id));
-        let shape = (rows, self.i, self.o);
-        backward_into(
-            x,
-            self.w.get(),
-            g,
-            shape,
-            dx,
-            dw.as_deref_mut(),
-            db.as_deref_mut(),
-        );
+        let (i, o) = (self.i, self.o);
+        let (mut dx, add) = match dx {
+            Some(Dx::Write(d)) => (Some(d), false),
+            Some(Dx::Add(d)) => (Some(d), true),
+            None => (None, false),
+        };
+        let base_dx = dx
+            .as_deref_mut()
+            .map(|d| if add { Dx::Add(d) } else { Dx::Write(d) });
+        let (w, dwm, dbm) = (self.w.get(), dw.as_deref_mut(), db.as_deref_mut());
+        backward_into(x, w, g, (rows, i, o), base_dx, dwm, dbm);
         grads.put(self.w_id, dw);
         grads.put(self.b_id, db);
+        let Some(ad) = &self.lora else {
+            return;
+        };
+        // With gb = s·g B `[rows, r]`: dx += gb A, dA = gbᵀ x, dB = gᵀ (s·x Aᵀ).
+        let r = ad.r;
+        let gv = View::rows(g, rows, o);
+        let mut gb = vec![0f32; rows * r];
+        matmul(
+            &mut gb,
+            r,
+            false,
+            gv,
+            View::rows(ad.b.get(), o, r),
+            threads(false),
+        );
+        gb.iter_mut().for_each(|v| *v *= ad.scale);
+        let gbv = View::rows(&gb, rows, r);
+        if let Some(d) = dx {
+            matmul(
+                d,
+                i,
+                true,
+                gbv,
+                View::rows(ad.a.get(), r, i),
+                threads(false),
+            );
+        }
+        if let Some(mut da) = grads.take(ad.a_id) {
+            matmul(
+                &mut da,
+                i,
+                false,
+                gbv.t(),
+                View::rows(x, rows, i),
+                threads(false),
+            );
+            grads.put(ad.a_id, Some(da));
+        }
+        if let Some(mut dbuf) = grads.take(ad.b_id) {
+            let u = ad.low(x, rows, i);
+            matmul(
+                &mut dbuf,
+                r,
+                false,
+                gv.t(),
+                View::rows(&u, rows, r),
+                threads(false),
+            );
+            grads.put(ad.b_id, Some(dbuf));
+        }
     }
 }
 
@@ -304,7 +405,8 @@ impl<'a> Block<'a> {
     }
 
     /// From the output's gradient `dout` `[b·nq, h]`: the parameters' gradients into `grads`,
-    /// and the gradient of the block's input `[b·l, h]`.
+    /// and, with `input_grad`, the gradient of the block's input `[b·l, h]` (else nothing: no
+    /// parameter below needs it).
     fn backward(
         &self,
         t: &Tape,
@@ -312,7 +414,8 @@ impl<'a> Block<'a> {
         (b, l): (usize, usize),
         mask: &[f32],
         grads: &mut Grads,
-    ) -> Vec<f32> {
+        input_grad: bool,
+    ) -> Option<Vec<f32>> {
         let (h, ff, nq) = (self.q.o, self.i.o, t.nq);
         let rq = b * nq;
         // out = LN2(f ⊙ keep_f + a)
@@ -389,6 +492,12 @@ impl<'a> Block<'a> {
         );
         drop(dctx);
         // q = xq Wqᵀ + bq, k and v from x: dxq += dq Wq, dx = dk Wk + dv Wv (+ dxq).
+        if !input_grad {
+            self.q.backward(t.xq(), &dq, rq, None, grads);
+            self.k.backward(&t.x, &dk, b * l, None, grads);
+            self.v.backward(&t.x, &dv, b * l, None, grads);
+            return None;
+        }
         self.q
             .backward(t.xq(), &dq, rq, Some(Dx::Add(&mut dxq)), grads);
         let mut dx = match &t.xq {
@@ -412,7 +521,7 @@ impl<'a> Block<'a> {
                     .for_each(|(d, g)| *d += g);
             }
         }
-        dx
+        Some(dx)
     }
 }
 
@@ -451,12 +560,14 @@ pub struct Backprop {
     /// Word-embedding rows the last step wrote (sorted, distinct).
     touched: Vec<u32>,
     word_id: TensorId,
+    /// Whether any embedding parameter trains (else the backward stops at the first block).
+    embeddings_trainable: bool,
 }
 
 impl Backprop {
-    /// Whether the own backward handles `model` training `vars`: BERT/RoBERTa with GELU, every
-    /// linear layer with a bias and no adapter, the first-token head, f32 on the CPU, and at
-    /// least one layer. Otherwise training uses autograd.
+    /// Whether the own backward handles `model`: BERT/RoBERTa with GELU, every linear layer
+    /// with a bias (LoRA adapters allowed), the first-token head, f32 on the CPU, and at least
+    /// one layer. Otherwise training uses autograd.
     pub fn supports(model: &SequenceClassifier) -> bool {
         Self::check(model).is_ok()
     }
@@ -488,14 +599,25 @@ impl Backprop {
     /// Buffers for the gradients of `vars` (the model's trainable parameters).
     pub fn new(model: &SequenceClassifier, vars: &[&Var]) -> Result<Self> {
         Self::check(model)?;
-        let bufs = vars
+        let bufs: HashMap<TensorId, Vec<f32>> = vars
             .iter()
             .map(|v| (v.as_tensor().id(), vec![0f32; v.elem_count()]))
             .collect();
+        let e = &model.encoder.embeddings;
+        let embeddings_trainable = [
+            &e.word_embeddings,
+            &e.position_embeddings,
+            &e.token_type_embeddings,
+            &e.layer_norm.weight,
+            &e.layer_norm.bias,
+        ]
+        .iter()
+        .any(|t| bufs.contains_key(&t.id()));
         Ok(Self {
             grads: Grads { bufs },
             touched: Vec::new(),
-            word_id: model.encoder.embeddings.word_embeddings.id(),
+            word_id: e.word_embeddings.id(),
+            embeddings_trainable,
         })
     }
 
@@ -649,8 +771,13 @@ impl Backprop {
         grads.put(hw_id, dvw);
         grads.put(hb_id, dvb);
         let mut dx = times(&dphi, keep_h.as_deref()).unwrap_or(dphi);
-        for (block, tape) in blocks.iter().zip(&tapes).rev() {
-            dx = block.backward(tape, &dx, (b, l), &mask, grads);
+        for (i, (block, tape)) in blocks.iter().zip(&tapes).enumerate().rev() {
+            let input_grad = i > 0 || self.embeddings_trainable;
+            match block.backward(tape, &dx, (b, l), &mask, grads, input_grad) {
+                Some(d) => dx = d,
+                // LoRA: nothing below the first block trains.
+                None => return Ok(loss),
+            }
         }
         drop(tapes);
 

@@ -580,18 +580,32 @@ fn encoder_parameters_follow_module_order() {
 /// Loss and every parameter's gradient of lpft's own backward (f32, fused kernels, no autograd)
 /// against candle's autograd over the same model in f64, where every op is the composed one,
 /// with the same labels and the same dropout stream. `tag` names the case.
-fn check_own_backward(tag: &str, files: &ModelFiles, inputs: &Inputs, dropout: bool) {
+fn check_own_backward(tag: &str, files: &ModelFiles, inputs: &Inputs, dropout: bool, lora: bool) {
     use candle_core::DType;
     use lpft::methods::train::cross_entropy;
     use lpft::model::backprop::Backprop;
+    use lpft::model::lora::LoraConfig;
     use lpft::rng::Streams;
 
     let opts = ModelOptions {
         num_labels: 3,
         pooling: Pooling::First,
-        trainable: Trainable::All,
+        trainable: if lora {
+            Trainable::Matching(vec!["lora_".into(), "classifier.".into()])
+        } else {
+            Trainable::All
+        },
         model_seed: 4,
-        lora: None,
+        lora: lora.then(|| LoraConfig {
+            // Every kind of layer the own backward handles: attention and both FFN layers.
+            targets: vec![
+                "query".into(),
+                "value".into(),
+                "intermediate.dense".into(),
+                "output.dense".into(),
+            ],
+            ..LoraConfig::default()
+        }),
     };
     let ckpt = files.checkpoint(&Device::Cpu).unwrap();
     let (m32, r32) = SequenceClassifier::load(&ckpt, &files.config, &opts).unwrap();
@@ -601,6 +615,19 @@ fn check_own_backward(tag: &str, files: &ModelFiles, inputs: &Inputs, dropout: b
         .to_dtype(DType::F64)
         .unwrap();
     let (m64, r64) = SequenceClassifier::load(&ckpt64, &files.config, &opts).unwrap();
+    // B moved off 0, so that A's gradient is not 0 on both sides.
+    for (i, (name, v)) in r32
+        .vars
+        .iter()
+        .filter(|(n, _)| n.contains("lora_B"))
+        .enumerate()
+    {
+        let b = util::randn(v.as_tensor().dims(), 100 + i as u64, 0.5);
+        v.set(&b).unwrap();
+        r64.vars[name]
+            .set(&b.to_dtype(DType::F64).unwrap())
+            .unwrap();
+    }
     let labels: Vec<usize> = (0..inputs.batch).map(|i| (i * 7 + 1) % 3).collect();
     let mut rng = Streams::new(31).get("dropout");
     let mut mode = if dropout {
@@ -671,24 +698,22 @@ fn check_own_backward(tag: &str, files: &ModelFiles, inputs: &Inputs, dropout: b
         );
         checked += 1;
     }
-    assert!(checked > 30, "{tag}: {checked} gradients");
+    // LoRA: A and B of 4 layers in each of 2 blocks, and the head's 2.
+    let want = if lora { 4 * 2 * 2 + 2 } else { 30 };
+    assert!(checked >= want, "{tag}: {checked} gradients");
 }
 
 /// The own backward on the BERT and RoBERTa fixtures (RoBERTa's padding-aware positions), with
-/// dropout off and on.
+/// dropout off and on, FT and LoRA.
 #[test]
 fn own_backward_matches_autograd_on_the_fixtures() {
     for name in ["tiny-bert", "tiny-roberta"] {
         let dir = fixtures().join(name);
         let files = ModelFiles::open(&dir).unwrap();
         let (_, inputs) = util::fixture_inputs(&dir);
-        for dropout in [false, true] {
-            check_own_backward(
-                &format!("{name}, dropout {dropout}"),
-                &files,
-                &inputs,
-                dropout,
-            );
+        for (dropout, lora) in [(false, false), (true, false), (false, true), (true, true)] {
+            let tag = format!("{name}, dropout {dropout}, LoRA {lora}");
+            check_own_backward(&tag, &files, &inputs, dropout, lora);
         }
     }
 }
@@ -783,12 +808,8 @@ fn own_backward_matches_autograd_over_many_rows() {
             inputs.attention_mask.push(u32::from(real));
         }
     }
-    for dropout in [false, true] {
-        check_own_backward(
-            &format!("random BERT, dropout {dropout}"),
-            &files,
-            &inputs,
-            dropout,
-        );
+    for (dropout, lora) in [(false, false), (true, false), (true, true)] {
+        let tag = format!("random BERT, dropout {dropout}, LoRA {lora}");
+        check_own_backward(&tag, &files, &inputs, dropout, lora);
     }
 }
