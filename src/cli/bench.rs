@@ -20,6 +20,7 @@ use clap::{Args, ValueEnum};
 use lpft::data::batch::{Padding, TextTokenizer, TokenizeConfig};
 use lpft::data::LoadOptions;
 use lpft::methods::train::Backward;
+use lpft::model::backprop::Backprop;
 use lpft::model::lora::LoraConfig;
 use lpft::model::{Inputs, Mode, ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
 use lpft::ntk::reference::{gram_rows, jacobian_kernel, JACOBIAN_BLOCK};
@@ -282,10 +283,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 ("lp-fit", t, 0.0)
             }
             Workload::GradLogit => {
-                let (model, _) = build(&files, Trainable::All, None)?;
+                let (model, report) = build(&files, Trainable::All, None)?;
+                let vars: Vec<_> = report.vars.values().collect();
+                let mut own = match args.autograd {
+                    false if Backprop::supports(&model) => Some(Backprop::new(&model, &vars)?),
+                    _ => None,
+                };
+                let mut first = vec![0f32; model.head.num_labels()];
+                first[0] = 1.0;
                 let t = time(args.iters, || {
-                    let logits = model.forward(&one, &mut Mode::Eval)?;
-                    let _grads = logits.narrow(1, 0, 1)?.sum_all()?.backward()?;
+                    match &mut own {
+                        Some(own) => {
+                            own.logit_grads(&model, &one, &first, &mut Mode::Eval)?;
+                        }
+                        None => {
+                            let logits = model.forward(&one, &mut Mode::Eval)?;
+                            let _grads = logits.narrow(1, 0, 1)?.sum_all()?.backward()?;
+                        }
+                    }
                     Ok(())
                 })?;
                 ("grad-logit", t, 3.0 * forward_flops(cfg, 1, args.seq))

@@ -640,7 +640,7 @@ impl Backprop {
 
     /// The forward in `mode` (dropout masks from its stream), the batch's mean cross-entropy
     /// against `labels`, and every trainable parameter's gradient of it (read with
-    /// [`Backprop::grad`]).
+    /// [`Backprop::grad`]). A loss that is not finite is returned without gradients.
     pub fn loss_and_grads(
         &mut self,
         model: &SequenceClassifier,
@@ -648,8 +648,7 @@ impl Backprop {
         labels: &[usize],
         mode: &mut Mode,
     ) -> Result<f64> {
-        inputs.check()?;
-        let (b, l) = (inputs.batch, inputs.seq_len);
+        let (b, c) = (inputs.batch, model.head.num_labels());
         if labels.len() != b {
             return Err(Error::Shape {
                 what: "labels",
@@ -657,6 +656,64 @@ impl Backprop {
                 found: labels.len().to_string(),
             });
         }
+        if let Some(&bad) = labels.iter().find(|&&y| y >= c) {
+            return Err(Error::Shape {
+                what: "labels",
+                expected: format!("labels < {c}"),
+                found: bad.to_string(),
+            });
+        }
+        let mut loss = f64::NAN;
+        self.run(model, inputs, mode, |logits| {
+            let mut dlogits = vec![0f32; b * c];
+            let mut sum = 0.0f64;
+            for ((z, d), &y) in logits.chunks(c).zip(dlogits.chunks_mut(c)).zip(labels) {
+                let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let lse = m + z.iter().map(|&v| (v - m).exp()).sum::<f32>().ln();
+                sum += f64::from(lse - z[y]);
+                for (j, (d, &v)) in d.iter_mut().zip(z).enumerate() {
+                    let p = (v - lse).exp();
+                    *d = (p - if j == y { 1.0 } else { 0.0 }) / b as f32;
+                }
+            }
+            loss = sum / b as f64;
+            loss.is_finite().then_some(dlogits)
+        })?;
+        Ok(loss)
+    }
+
+    /// The forward in `mode` and every trainable parameter's gradient of Σ weights ⊙ logits,
+    /// `weights` `[b, C]` (one logit's gradient: a one-hot `weights`); returns the logits
+    /// `[b, C]`. What the eNTK's and `lpft bench`'s per-logit gradients need.
+    pub fn logit_grads(
+        &mut self,
+        model: &SequenceClassifier,
+        inputs: &Inputs,
+        weights: &[f32],
+        mode: &mut Mode,
+    ) -> Result<Vec<f32>> {
+        let n = inputs.batch * model.head.num_labels();
+        if weights.len() != n {
+            return Err(Error::Shape {
+                what: "logit weights",
+                expected: format!("{n} values"),
+                found: weights.len().to_string(),
+            });
+        }
+        self.run(model, inputs, mode, |_| Some(weights.to_vec()))
+    }
+
+    /// The forward, then `head` turns the logits into their gradient (`None`: stop there), then
+    /// the backward. Returns the logits.
+    fn run(
+        &mut self,
+        model: &SequenceClassifier,
+        inputs: &Inputs,
+        mode: &mut Mode,
+        head: impl FnOnce(&[f32]) -> Option<Vec<f32>>,
+    ) -> Result<Vec<f32>> {
+        inputs.check()?;
+        let (b, l) = (inputs.batch, inputs.seq_len);
         let enc = &model.encoder;
         let emb = &enc.embeddings;
         let word = values(&emb.word_embeddings)?;
@@ -671,13 +728,6 @@ impl Backprop {
         let (vw, vb) = (values(&model.head.weight)?, values(&model.head.bias)?);
         let h = n0.g.get().len();
         let c = model.head.num_labels();
-        if let Some(&bad) = labels.iter().find(|&&y| y >= c) {
-            return Err(Error::Shape {
-                what: "labels",
-                expected: format!("labels < {c}"),
-                found: bad.to_string(),
-            });
-        }
         let positions = emb.position_ids(inputs);
         check_ids("input_ids", &inputs.input_ids, word.get().len() / h)?;
         check_ids(
@@ -736,23 +786,9 @@ impl Backprop {
         let keep_h = mode.dropout_values(b * h, model.head.dropout);
         let phi = times(&x, keep_h.as_deref()).unwrap_or_else(|| x.clone());
         let logits = linear_forward(&phi, vw.get(), Some(vb.get()), b, h, c);
-        let mut dlogits = vec![0f32; b * c];
-        let mut loss = 0.0f64;
-        for ((z, d), &y) in logits.chunks(c).zip(dlogits.chunks_mut(c)).zip(labels) {
-            let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let sum: f32 = z.iter().map(|&v| (v - m).exp()).sum();
-            let lse = m + sum.ln();
-            loss += f64::from(lse - z[y]);
-            for (j, (d, &v)) in d.iter_mut().zip(z).enumerate() {
-                let p = (v - lse).exp();
-                *d = (p - if j == y { 1.0 } else { 0.0 }) / b as f32;
-            }
-        }
-        let loss = loss / b as f64;
-        if !loss.is_finite() {
-            // The caller reports it; the gradients are not needed.
-            return Ok(loss);
-        }
+        let Some(dlogits) = head(&logits) else {
+            return Ok(logits);
+        };
 
         // Backward.
         let grads = &mut self.grads;
@@ -776,7 +812,7 @@ impl Backprop {
             match block.backward(tape, &dx, (b, l), &mask, grads, input_grad) {
                 Some(d) => dx = d,
                 // LoRA: nothing below the first block trains.
-                None => return Ok(loss),
+                None => return Ok(logits),
             }
         }
         drop(tapes);
@@ -813,7 +849,7 @@ impl Backprop {
                 grads.put(t.id(), Some(dt));
             }
         }
-        Ok(loss)
+        Ok(logits)
     }
 }
 

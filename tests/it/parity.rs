@@ -813,3 +813,46 @@ fn own_backward_matches_autograd_over_many_rows() {
         check_own_backward(&tag, &files, &inputs, dropout, lora);
     }
 }
+
+/// One logit's gradient through lpft's own backward (`Backprop::logit_grads`, eval mode)
+/// against transformers' on the BERT and RoBERTa fixtures: every parameter.
+#[test]
+fn own_backward_logit_gradients_match_transformers() {
+    use lpft::model::backprop::Backprop;
+    for name in ["tiny-bert", "tiny-roberta"] {
+        let f = load_fixture(name, Trainable::All);
+        let vars: Vec<_> = f.report.vars.values().collect();
+        let mut own = Backprop::new(&f.model, &vars).unwrap();
+        let c = f.model.head.num_labels();
+        let weights: Vec<f32> = (0..f.inputs.batch * c)
+            .map(|i| if i % c == 1 { 1.0 } else { 0.0 })
+            .collect();
+        let logits = own
+            .logit_grads(&f.model, &f.inputs, &weights, &mut Mode::Eval)
+            .unwrap();
+        let (d, _) = util::max_abs_diff(&logits, &util::values(&f.expected["logits"]));
+        assert!(d <= FORWARD_ABS_TOL, "{name}: logits differ by {d}");
+        let mut checked = 0;
+        for (pname, var) in &f.report.vars {
+            let full = if pname.starts_with("classifier.") {
+                pname.clone()
+            } else {
+                format!("{}.{pname}", f.prefix)
+            };
+            let ours = own.grad(var).unwrap();
+            let theirs = util::values(&f.expected[&format!("grad.{full}")]);
+            if pname.ends_with("attention.self.key.bias") {
+                let norm = ours.iter().map(|x| x * x).sum::<f32>().sqrt();
+                assert!(norm <= KEY_BIAS_ABS_TOL, "{name}: {full} norm {norm}");
+                continue;
+            }
+            let err = util::rel_err(ours, &theirs);
+            assert!(
+                err <= GRAD_REL_TOL,
+                "{name}: grad of {full}: relative error {err:e}"
+            );
+            checked += 1;
+        }
+        assert!(checked > 30, "{name}: {checked} gradients");
+    }
+}
