@@ -35,7 +35,7 @@ use crate::model::bert::{check_ids, Layer, LayerNorm};
 use crate::model::config::Activation;
 use crate::model::fused::linear::{backward_into, forward as linear_forward, Dx};
 use crate::model::fused::matmul::{matmul, threads, View};
-use crate::model::fused::{attention, gelu, gelu_grad, layer_norm_backward, layer_norm_forward};
+use crate::model::fused::{attention, gelu_and_grad, layer_norm_backward, layer_norm_forward};
 use crate::model::fused::{math, residual};
 use crate::model::linear::Linear;
 use crate::model::{Inputs, Mode, Pooling, SequenceClassifier};
@@ -296,7 +296,8 @@ struct Tape {
     o: Vec<f32>,
     keep_a: Option<Vec<f32>>,
     a: Vec<f32>,
-    pre: Vec<f32>,
+    /// gelu′ at the FFN's pre-activation (the backward's only use of it).
+    slope: Vec<f32>,
     inter: Vec<f32>,
     f: Vec<f32>,
     keep_f: Option<Vec<f32>>,
@@ -379,7 +380,8 @@ impl<'a> Block<'a> {
         let (g1, b1) = (self.n1.g.get(), self.n1.b.get());
         let a = residual::forward(&o, xq_ref, keep_a.as_deref(), g1, b1, self.n1.eps);
         let pre = self.i.forward(&a, b * nq);
-        let inter = map(&pre, gelu);
+        let (inter, slope) = gelu_with_slope(&pre);
+        drop(pre);
         let f = self.f.forward(&inter, b * nq);
         let keep_f = mode.dropout_values(b * nq * h, self.hidden_p);
         let (g2, b2) = (self.n2.g.get(), self.n2.b.get());
@@ -395,7 +397,7 @@ impl<'a> Block<'a> {
             o,
             keep_a,
             a,
-            pre,
+            slope,
             inter,
             f,
             keep_f,
@@ -428,7 +430,7 @@ impl<'a> Block<'a> {
         );
         self.n2.put(grads, g2);
         let df = times(&da, keep_f);
-        // f = inter Wfᵀ + bf; inter = gelu(pre)
+        // f = inter Wfᵀ + bf; inter = gelu(pre), so dpre = dinter ⊙ gelu′(pre)
         let mut dinter = vec![0f32; rq * ff];
         self.f.backward(
             &t.inter,
@@ -439,13 +441,8 @@ impl<'a> Block<'a> {
         );
         dinter
             .par_chunks_mut(CHUNK)
-            .zip(t.pre.par_chunks(CHUNK))
-            .for_each(|(d, p)| {
-                math::simd(
-                    #[inline(always)]
-                    || d.iter_mut().zip(p).for_each(|(d, p)| *d *= gelu_grad(*p)),
-                )
-            });
+            .zip(t.slope.par_chunks(CHUNK))
+            .for_each(|(d, p)| d.iter_mut().zip(p).for_each(|(d, p)| *d *= p));
         // pre = a Wiᵀ + bi; a feeds both the FFN and the residual.
         self.i
             .backward(&t.a, &dinter, rq, Some(Dx::Add(&mut da)), grads);
@@ -525,18 +522,23 @@ impl<'a> Block<'a> {
     }
 }
 
-/// `f` applied to every value.
-fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+/// gelu(x) and gelu′(x) of every value (one erf each, see [`gelu_and_grad`]).
+fn gelu_with_slope(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let (mut y, mut s) = (vec![0f32; x.len()], vec![0f32; x.len()]);
     y.par_chunks_mut(CHUNK)
+        .zip(s.par_chunks_mut(CHUNK))
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| {
+        .for_each(|((y, s), x)| {
             math::simd(
                 #[inline(always)]
-                || y.iter_mut().zip(x).for_each(|(y, x)| *y = f(*x)),
+                || {
+                    for ((y, s), x) in y.iter_mut().zip(s.iter_mut()).zip(x) {
+                        (*y, *s) = gelu_and_grad(*x);
+                    }
+                },
             )
         });
-    y
+    (y, s)
 }
 
 /// `x ⊙ keep`, or `None` without a mask (then `x` itself is meant).
@@ -631,9 +633,16 @@ impl Backprop {
 
     /// ‖g‖₂ over the gradients of `vars` (summed in f64).
     pub fn grad_norm(&self, vars: &[&Var]) -> f64 {
+        // Per-chunk partial sums in a fixed order: the same value for any thread count.
         vars.iter()
             .filter_map(|v| self.grad(v))
-            .map(|g| g.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+            .map(|g| {
+                let parts: Vec<f64> = g
+                    .par_chunks(CHUNK)
+                    .map(|c| c.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>())
+                    .collect();
+                parts.iter().sum::<f64>()
+            })
             .sum::<f64>()
             .sqrt()
     }

@@ -412,6 +412,13 @@ pub(crate) fn gelu_grad(x: f32) -> f32 {
     0.5 * (1.0 + math::erf(x * INV_SQRT2)) + x * INV_SQRT_2PI * math::exp(-0.5 * x * x)
 }
 
+/// (gelu(x), gelu′(x)) with one erf: the values of [`gelu`] and [`gelu_grad`], bit for bit.
+#[inline(always)]
+pub(crate) fn gelu_and_grad(x: f32) -> (f32, f32) {
+    let e = 1.0 + math::erf(x * INV_SQRT2);
+    (0.5 * x * e, 0.5 * e + x * INV_SQRT_2PI * math::exp(-0.5 * x * x))
+}
+
 /// gelu_erf(x + bias) over the last dim; `bias` `[f]`.
 struct BiasGeluOp;
 
