@@ -340,9 +340,9 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// Every cell in a fixed order (variant, task, method, seed) with its run directory
+    /// Every cell in a fixed order (seed, then variant, task, method) with its run directory
     /// `<out>/runs/<variant>/<task>/<method>/seed-<seed>`: the base grid, the variants, then the
-    /// norm-sweep cells.
+    /// norm-sweep cells, seed by seed.
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for an override that does not fit a run config or makes it
@@ -413,6 +413,15 @@ impl ExperimentConfig {
                 )?;
             }
         }
+        // Seed by seed (in the order the seeds first appear), every variant of a seed before
+        // the next seed: an interrupted grid then holds whole seeds, which a report can use.
+        let mut order: Vec<u64> = Vec::new();
+        for c in &cells {
+            if !order.contains(&c.seed) {
+                order.push(c.seed);
+            }
+        }
+        cells.sort_by_key(|c| order.iter().position(|&s| s == c.seed));
         Ok(cells)
     }
 }
