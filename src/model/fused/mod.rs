@@ -416,7 +416,10 @@ pub(crate) fn gelu_grad(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn gelu_and_grad(x: f32) -> (f32, f32) {
     let e = 1.0 + math::erf(x * INV_SQRT2);
-    (0.5 * x * e, 0.5 * e + x * INV_SQRT_2PI * math::exp(-0.5 * x * x))
+    (
+        0.5 * x * e,
+        0.5 * e + x * INV_SQRT_2PI * math::exp(-0.5 * x * x),
+    )
 }
 
 /// gelu_erf(x + bias) over the last dim; `bias` `[f]`.
