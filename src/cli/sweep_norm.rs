@@ -64,6 +64,7 @@ pub fn run(mut args: SweepNormArgs) -> anyhow::Result<()> {
             let opts = RunOptions {
                 resume: true,
                 overwrite: args.train.overwrite,
+                lp_cache: None,
             };
             train::run(&cfg, &root, &opts, &mut BarObserver::new())?;
         }

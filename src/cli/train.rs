@@ -295,6 +295,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let opts = RunOptions {
         resume: args.resume,
         overwrite: args.overwrite,
+        lp_cache: None,
     };
     let mut obs = BarObserver::new();
     let outcome = train::run(&cfg, &args.out, &opts, &mut obs)

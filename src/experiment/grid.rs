@@ -164,9 +164,16 @@ fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Resu
         .unwrap_or_default();
     if todo.train {
         obs.stage(cell, "train");
+        // Shared by every cell of the grid: <out>/cache/lp (the cell is <out>/runs/v/t/m/s).
+        let lp_cache = cell
+            .dir
+            .ancestors()
+            .nth(5)
+            .map(|out| out.join("cache").join("lp"));
         let opts = RunOptions {
             resume: true,
             overwrite: false,
+            lp_cache,
         };
         let mut o = StageObserver { grid: obs, cell };
         train::run(&cell.config, &root, &opts, &mut o)?;

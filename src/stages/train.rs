@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use serde::{Deserialize, Serialize};
 
 use crate::data::batch::TextTokenizer;
 use crate::data::{self, LoadOptions, TaskData};
@@ -18,15 +19,89 @@ use crate::methods::progress::Observer;
 use crate::methods::train::{self, TrainInputs};
 use crate::model::export;
 use crate::model::{ModelFiles, SequenceClassifier, Trainable};
+use crate::probe::logreg::LogReg;
 use crate::rundir::{self, lock_path, run_dir, write_json, CheckpointDir, Manifest, RunMetrics};
 
 /// How to treat an existing run directory.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     /// Continue an interrupted run from its last completed epoch.
     pub resume: bool,
     /// Delete an existing run directory and start again.
     pub overwrite: bool,
+    /// A folder of LP results shared by runs (a grid's): a run whose LP stage has the same
+    /// inputs as one already there (model files, training examples, tokenisation, LP settings)
+    /// reads the probe instead of fitting it again (see [`LpCacheKey`]).
+    pub lp_cache: Option<PathBuf>,
+}
+
+/// Everything the LP stage's result depends on: LP, LP-FT and LP-LoRA of every seed of a
+/// (task, model, LP setting) fit the same probe (the features are eval-mode and the fit is
+/// deterministic), so a grid fits it once. The model enters by its files' paths, sizes and
+/// modification times; a change to any of these inputs is a new key.
+#[derive(Debug, Serialize)]
+struct LpCacheKey<'a> {
+    format: u32,
+    weights: (String, u64, u128),
+    config: (String, u64, u128),
+    tokenizer: (String, u64, u128),
+    tokenize: &'a crate::data::batch::TokenizeConfig,
+    lp: &'a crate::methods::config::LpConfig,
+    eval_batch_size: usize,
+    /// sha256 of the training examples and labels.
+    train: String,
+}
+
+/// What the cache keeps of an LP stage: the probe and what the summary reports of it.
+#[derive(Debug, Serialize, Deserialize)]
+struct CachedLp {
+    key: serde_json::Value,
+    probe: LogReg,
+    c: f64,
+    cv_mean: Option<Vec<f64>>,
+    train_accuracy: f64,
+}
+
+fn file_stamp(path: &Path) -> Result<(String, u64, u128)> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    Ok((path.display().to_string(), meta.len(), mtime))
+}
+
+/// The cache file of an LP stage with these inputs, and the key it must hold.
+fn lp_cache_entry(
+    dir: &Path,
+    files: &ModelFiles,
+    cfg: &RunConfig,
+    task: &TaskData,
+) -> Result<(PathBuf, serde_json::Value)> {
+    use sha2::{Digest, Sha256};
+    let examples = serde_json::to_vec(&task.train).map_err(|e| Error::Json {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let config = files.weights.with_file_name("config.json");
+    let key = LpCacheKey {
+        format: 1,
+        weights: file_stamp(&files.weights)?,
+        config: file_stamp(&config)?,
+        tokenizer: file_stamp(&files.tokenizer)?,
+        tokenize: &cfg.tokenize,
+        lp: &cfg.lp,
+        eval_batch_size: cfg.train.eval_batch_size,
+        train: crate::fsutil::to_hex(&Sha256::digest(&examples)),
+    };
+    let key = serde_json::to_value(&key).map_err(|e| Error::Json {
+        path: dir.to_path_buf(),
+        source: e,
+    })?;
+    let digest = Sha256::digest(key.to_string().as_bytes());
+    let name = format!("lp-{}.json", &crate::fsutil::to_hex(&digest)[..16]);
+    Ok((dir.join(name), key))
 }
 
 /// A finished run.
@@ -183,12 +258,63 @@ pub fn run(
     let initial_classifier_norm = model.head.norm()?;
 
     let lp_summary = if cfg.method.has_lp() {
-        observer.stage("LP: frozen features of the training split");
-        let h = files.config.hidden_size;
-        let x = lp::features(&model, &tok, &train_enc, cfg.train.eval_batch_size)?;
-        observer.stage("LP: logistic regression");
-        let (probe, c, cv_mean) =
-            lp::fit_probe(&cfg.lp, &x, train_enc.len(), h, &train_labels, n_classes)?;
+        let entry = match &opts.lp_cache {
+            Some(dir) => Some(lp_cache_entry(dir, &files, cfg, &task)?),
+            None => None,
+        };
+        let cached = match &entry {
+            // An unreadable entry (a crash cannot leave one: writes are atomic) is refitted and
+            // replaced, with a warning.
+            Some((path, key)) => match crate::fsutil::read_json_opt::<CachedLp>(path) {
+                Ok(c) => c.filter(|c| &c.key == key),
+                Err(e) => {
+                    log::warn!("ignoring the LP cache entry {}: {e}", path.display());
+                    None
+                }
+            },
+            None => None,
+        };
+        let cached = match cached {
+            Some(c) => {
+                observer.stage("LP: the probe this grid already fitted on these inputs");
+                c
+            }
+            None => {
+                observer.stage("LP: frozen features of the training split");
+                let h = files.config.hidden_size;
+                let x = lp::features(&model, &tok, &train_enc, cfg.train.eval_batch_size)?;
+                observer.stage("LP: logistic regression");
+                let (probe, c, cv_mean) =
+                    lp::fit_probe(&cfg.lp, &x, train_enc.len(), h, &train_labels, n_classes)?;
+                let train_accuracy = probe.accuracy(&x, train_enc.len(), &train_labels)?;
+                let fitted = CachedLp {
+                    key: entry
+                        .as_ref()
+                        .map_or(serde_json::Value::Null, |e| e.1.clone()),
+                    probe,
+                    c,
+                    cv_mean,
+                    train_accuracy,
+                };
+                if let Some((path, _)) = &entry {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent).map_err(|e| Error::Write {
+                            path: parent.to_path_buf(),
+                            source: e,
+                        })?;
+                    }
+                    write_json(path, &fitted)?;
+                }
+                fitted
+            }
+        };
+        let CachedLp {
+            probe,
+            c,
+            cv_mean,
+            train_accuracy,
+            ..
+        } = cached;
         lp::install_head(&mut model, &report.vars, &probe)?;
         let summary = LpSummary {
             c,
@@ -201,7 +327,7 @@ pub fn run(
             },
             n_iter: probe.n_iter,
             converged: probe.converged,
-            train_accuracy: probe.accuracy(&x, train_enc.len(), &train_labels)?,
+            train_accuracy,
             head_norm: model.head.norm()?,
             random_head_norm: initial_classifier_norm,
             binary_halving: n_classes == 2,

@@ -647,6 +647,17 @@ label = "gold"
     let ratio = k10["stage_start_classifier_norm"].as_f64().unwrap()
         / k1["stage_start_classifier_norm"].as_f64().unwrap();
     assert!((ratio - 10.0).abs() < 1e-4, "κ scales the head: {ratio}");
+    // One LP fit per LP setting (cross-validated, and C = 100), shared by every method, seed
+    // and sweep cell; the heads it installs are the same bytes.
+    let cached = std::fs::read_dir(out.join("cache/lp")).unwrap().count();
+    assert_eq!(cached, 2, "LP fits in the grid's cache");
+    let head = |r: &str| std::fs::read(runs.join(r).join("lp_head.safetensors")).unwrap();
+    assert_eq!(head("base/cb/lp/seed-1"), head("base/cb/lp-lora/seed-2"));
+    assert_eq!(
+        head("base/cb/lp-ft/seed-1"),
+        head("kappa-1/cb/lp-ft/seed-1")
+    );
+    assert_ne!(head("base/cb/lp/seed-1"), head("lp-c100/cb/lp/seed-1"));
 
     // P depends only on the pre-trained features: identical for every method's eNTK.
     let p_of = |m: &str| {

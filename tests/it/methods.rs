@@ -155,7 +155,7 @@ fn resume_after_kill_gives_identical_metrics() {
             &out,
             &RunOptions {
                 resume: true,
-                overwrite: false,
+                ..RunOptions::default()
             },
             &mut SilentObserver,
         )
