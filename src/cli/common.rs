@@ -102,7 +102,7 @@ pub fn progress_bar(n: usize, what: &str) -> indicatif::ProgressBar {
 /// Which examples to read: a built-in task (with the paper's split protocol) or a user file.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Built-in task: cb, rte, boolq, wic, wsc, sst2, mrpc, cola, glue-rte, sst5, sst5-3, dynasent.
+    /// Built-in task: cb, rte, boolq, wic, wsc, sst2, mrpc, cola, glue-rte, sst5, sst5-3, dynasent, dynasent-r1, dynasent-r2.
     #[arg(
         long,
         short = 't',

@@ -11,7 +11,7 @@ use lpft::hub::datasets::{self, FetchOptions, Manifest, Outcome};
 #[derive(Args, Debug)]
 pub struct FetchDataArgs {
     /// Tasks to install (`all`, the default, is every task with a pinned source: cb, rte, wic,
-    /// sst2, mrpc, cola, sst5 (also sst5-3), dynasent).
+    /// sst2, mrpc, cola, sst5 (also sst5-3), dynasent (also dynasent-r1, dynasent-r2)).
     #[arg(value_name = "TASK")]
     pub tasks: Vec<String>,
     /// Never touch the network: verify what is installed and list what is missing (also when

@@ -17,6 +17,7 @@
 //! | `sst5` | `sst5/{train,dev}.jsonl` | sentence | very_negative … very_positive |
 //! | `sst5-3` | as `sst5`, 0–1 → negative, 2 → neutral, 3–4 → positive | sentence | [`SENTIMENT3_LABELS`] |
 //! | `dynasent` | `dynasent/round0{1,2}-*-dev.jsonl` (OOD test only) | sentence | [`SENTIMENT3_LABELS`] |
+//! | `dynasent-r1`, `dynasent-r2` | one round's dev file each (OOD test only) | sentence | [`SENTIMENT3_LABELS`] |
 //!
 //! Labels are matched by name; integer ids (`0`, `1`, as in HF exports and GLUE files), JSON
 //! booleans and WiC's `T`/`F` are accepted as aliases. The split protocol is in
@@ -39,9 +40,21 @@ use super::{Example, LabelMap, LoadOptions, TaskData, TaskMetric};
 use crate::error::{Error, Result};
 
 /// The names accepted by [`load_task`], in registry order.
-const TASK_NAMES: [&str; 12] = [
-    "cb", "rte", "boolq", "wic", "wsc", "sst2", "mrpc", "cola", "glue-rte", "sst5", "sst5-3",
+const TASK_NAMES: [&str; 14] = [
+    "cb",
+    "rte",
+    "boolq",
+    "wic",
+    "wsc",
+    "sst2",
+    "mrpc",
+    "cola",
+    "glue-rte",
+    "sst5",
+    "sst5-3",
     "dynasent",
+    "dynasent-r1",
+    "dynasent-r2",
 ];
 
 /// Label names of the 3-class sentiment tasks (`sst5-3`, `dynasent`); index = label id.
@@ -87,6 +100,12 @@ pub enum Task {
     /// DynaSent rounds 1 and 2 dev sets, an OOD 3-class sentiment test set.
     #[serde(rename = "dynasent")]
     DynaSent,
+    /// DynaSent's round 1 dev set alone (Yelp sentences a model got wrong).
+    #[serde(rename = "dynasent-r1")]
+    DynaSentR1,
+    /// DynaSent's round 2 dev set alone (sentences written on Dynabench to fool a model).
+    #[serde(rename = "dynasent-r2")]
+    DynaSentR2,
 }
 
 /// A split of the original distribution (before the paper's protocol).
@@ -102,7 +121,7 @@ enum Part {
 
 impl Task {
     /// Every built-in task, in the order of [`task_names`].
-    pub const ALL: [Task; 12] = [
+    pub const ALL: [Task; 14] = [
         Task::Cb,
         Task::Rte,
         Task::BoolQ,
@@ -115,6 +134,8 @@ impl Task {
         Task::Sst5,
         Task::Sst5To3,
         Task::DynaSent,
+        Task::DynaSentR1,
+        Task::DynaSentR2,
     ];
 
     /// The registry name, e.g. `glue-rte`.
@@ -132,6 +153,8 @@ impl Task {
             Task::Sst5 => "sst5",
             Task::Sst5To3 => "sst5-3",
             Task::DynaSent => "dynasent",
+            Task::DynaSentR1 => "dynasent-r1",
+            Task::DynaSentR2 => "dynasent-r2",
         }
     }
 
@@ -179,7 +202,9 @@ impl Task {
                 ),
                 (SENTIMENT3_LABELS[2], &["2"]),
             ]),
-            Task::DynaSent => LabelMap::fixed(SENTIMENT3_LABELS),
+            Task::DynaSent | Task::DynaSentR1 | Task::DynaSentR2 => {
+                LabelMap::fixed(SENTIMENT3_LABELS)
+            }
         }
     }
 
@@ -198,7 +223,17 @@ impl Task {
 
     /// Whether the task is an OOD evaluation set (test split only).
     pub fn is_ood(self) -> bool {
-        self == Task::DynaSent
+        matches!(self, Task::DynaSent | Task::DynaSentR1 | Task::DynaSentR2)
+    }
+
+    /// The DynaSent dev files an OOD task reads (none for the other tasks).
+    fn dynasent_files(self) -> &'static [&'static str] {
+        match self {
+            Task::DynaSent => &DYNASENT_FILES,
+            Task::DynaSentR1 => &DYNASENT_FILES[..1],
+            Task::DynaSentR2 => &DYNASENT_FILES[1..],
+            _ => &[],
+        }
     }
 
     /// Loads the task's splits from `data_dir` after the paper's protocol (see [`load_task`]).
@@ -211,7 +246,7 @@ impl Task {
             (
                 Vec::new(),
                 Vec::new(),
-                read_dynasent(data_dir, &mut labels)?,
+                read_dynasent(data_dir, self.dynasent_files(), &mut labels)?,
             )
         } else {
             let original_train = self.read(data_dir, Part::Train, &mut labels)?;
@@ -331,11 +366,9 @@ impl Task {
                 pair("sentence1", "sentence2"),
                 labels,
             ),
-            Task::Sst5 | Task::Sst5To3 | Task::DynaSent if part == Part::Test => {
-                Err(Error::NoUnlabelledSplit {
-                    task: self.name().to_string(),
-                })
-            }
+            Task::Sst5 | Task::Sst5To3 if part == Part::Test => Err(Error::NoUnlabelledSplit {
+                task: self.name().to_string(),
+            }),
             Task::Sst5 | Task::Sst5To3 => {
                 let file = if part == Part::Train {
                     "train.jsonl"
@@ -345,7 +378,12 @@ impl Task {
                 let path = dir.join("sst5").join(file);
                 read_plain(&path, Source::Jsonl, single("sentence"), labels)
             }
-            Task::DynaSent => read_dynasent(dir, labels),
+            _ if self.is_ood() && part == Part::Test => Err(Error::NoUnlabelledSplit {
+                task: self.name().to_string(),
+            }),
+            Task::DynaSent | Task::DynaSentR1 | Task::DynaSentR2 => {
+                read_dynasent(dir, self.dynasent_files(), labels)
+            }
         }
     }
 }
@@ -440,7 +478,8 @@ impl Task {
                 none.join("sst5").join("train.jsonl"),
                 none.join("sst5").join("dev.jsonl"),
             ]],
-            Task::DynaSent => vec![DYNASENT_FILES
+            Task::DynaSent | Task::DynaSentR1 | Task::DynaSentR2 => vec![self
+                .dynasent_files()
                 .iter()
                 .map(|f| none.join("dynasent").join(f))
                 .collect()],
@@ -572,9 +611,9 @@ fn read_wic_original(dir: &Path, part: Part, labels: &mut LabelMap) -> Result<Ve
 
 /// DynaSent v1.1 dev rounds 1 and 2 (`sentence`, `gold_label`); rows whose `gold_label` is null
 /// (no majority label) are skipped.
-fn read_dynasent(dir: &Path, labels: &mut LabelMap) -> Result<Vec<Example>> {
+fn read_dynasent(dir: &Path, files: &[&str], labels: &mut LabelMap) -> Result<Vec<Example>> {
     let mut out = Vec::new();
-    for file in DYNASENT_FILES {
+    for file in files {
         let path = dir.join("dynasent").join(file);
         let raws = collect(&path, Source::Jsonl, |rec| {
             let Some(label) = rec.label(Col::Name("gold_label"))? else {
@@ -618,7 +657,7 @@ mod tests {
         assert_eq!("CB".parse::<Task>().unwrap(), Task::Cb);
         let err = load_task("copa", Path::new("."), &LoadOptions::default()).unwrap_err();
         assert!(
-            matches!(&err, Error::UnknownTask { name, known } if name == "copa" && known.len() == 12)
+            matches!(&err, Error::UnknownTask { name, known } if name == "copa" && known.len() == 14)
         );
     }
 
@@ -885,6 +924,8 @@ mod tests {
             ("sst5", [6, 1, 4]),
             ("sst5-3", [6, 1, 4]),
             ("dynasent", [0, 0, 7]),
+            ("dynasent-r1", [0, 0, 4]),
+            ("dynasent-r2", [0, 0, 3]),
         ];
         for &(name, want) in expected {
             assert_eq!(sizes(&load(name, &dir)), want, "{name}");
@@ -966,6 +1007,10 @@ mod tests {
             ["positive", "neutral", "positive", "positive", "neutral", "negative", "negative"]
         );
         assert_eq!(dyna.test[2].text_a, "Brewery nachos were good.");
+        // The rounds alone, in order, are the combined set.
+        let (r1, r2) = (load("dynasent-r1", &dir), load("dynasent-r2", &dir));
+        let both: Vec<_> = r1.test.iter().chain(&r2.test).cloned().collect();
+        assert_eq!(both, dyna.test);
     }
 
     /// The real distribution files give the split sizes of the paper's protocol.
@@ -984,6 +1029,8 @@ mod tests {
             ("sst5", [7689, 855, 1101]),
             ("sst5-3", [7689, 855, 1101]),
             ("dynasent", [0, 0, 4320]),
+            ("dynasent-r1", [0, 0, 3600]),
+            ("dynasent-r2", [0, 0, 720]),
         ];
         for &(name, want) in expected {
             let data = load(name, &dir);

@@ -160,6 +160,7 @@ impl Manifest {
     pub fn entry(&self, task: Task) -> Option<&TaskEntry> {
         let name = match task {
             Task::Sst5To3 => "sst5",
+            Task::DynaSentR1 | Task::DynaSentR2 => "dynasent",
             t => t.name(),
         };
         self.tasks.iter().find(|t| t.name == name)
