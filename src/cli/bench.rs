@@ -107,33 +107,35 @@ fn time(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Resu
     Ok((times[times.len() / 2], times[0]))
 }
 
-fn train_step(
+/// Median and minimum time of `args.iters` training steps (after one warm-up) on `model`,
+/// through the own backward unless `--autograd`; each step draws its dropout from a new seed.
+fn time_steps(
     model: &SequenceClassifier,
-    opt: &mut AdamW,
-    backward: &mut Backward,
+    report: &lpft::model::LoadReport,
     inputs: &Inputs,
     labels: &[usize],
-    dropout: bool,
-    seed: u64,
-) -> anyhow::Result<()> {
-    let mut rng = Streams::new(seed).get("dropout");
-    let mut mode = if dropout {
-        Mode::Train { rng: &mut rng }
+    args: &BenchArgs,
+) -> anyhow::Result<(f64, f64)> {
+    let mut opt = AdamW::new(&report.vars, AdamWConfig::default());
+    let mut backward = if args.autograd {
+        Backward::Autograd
     } else {
-        Mode::Eval
+        Backward::for_model(model, &opt)?
     };
-    lpft::methods::train::step(
-        model,
-        opt,
-        backward,
-        inputs,
-        labels,
-        &mut mode,
-        1e-5,
-        1.0,
-        (1, 1),
-    )?;
-    Ok(())
+    let mut seed = 0;
+    time(args.iters, || {
+        seed += 1;
+        let mut rng = Streams::new(seed).get("dropout");
+        let mut mode = if args.no_dropout {
+            Mode::Eval
+        } else {
+            Mode::Train { rng: &mut rng }
+        };
+        let (lr, clip, at) = (1e-5, 1.0, (1, 1));
+        let b = &mut backward;
+        lpft::methods::train::step(model, &mut opt, b, inputs, labels, &mut mode, lr, clip, at)?;
+        Ok(())
+    })
 }
 
 /// Resets the peak resident memory to the current one (Linux `clear_refs` 5), so that
@@ -207,26 +209,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             Workload::FtStep => {
                 let (model, report) = build(&files, Trainable::All, None)?;
-                let mut opt = AdamW::new(&report.vars, AdamWConfig::default());
-                let mut backward = if args.autograd {
-                    Backward::Autograd
-                } else {
-                    Backward::for_model(&model, &opt)?
-                };
-                let mut seed = 0;
-                let t = time(args.iters, || {
-                    seed += 1;
-                    let dropout = !args.no_dropout;
-                    train_step(
-                        &model,
-                        &mut opt,
-                        &mut backward,
-                        &inputs,
-                        &labels,
-                        dropout,
-                        seed,
-                    )
-                })?;
+                let t = time_steps(&model, &report, &inputs, &labels, &args)?;
                 ("ft-step", t, 3.0 * forward_flops(cfg, args.batch, args.seq))
             }
             Workload::LoraStep => {
@@ -235,26 +218,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     Trainable::Matching(vec!["lora_".into(), "classifier.".into()]),
                     Some(LoraConfig::default()),
                 )?;
-                let mut opt = AdamW::new(&report.vars, AdamWConfig::default());
-                let mut backward = if args.autograd {
-                    Backward::Autograd
-                } else {
-                    Backward::for_model(&model, &opt)?
-                };
-                let mut seed = 0;
-                let t = time(args.iters, || {
-                    seed += 1;
-                    let dropout = !args.no_dropout;
-                    train_step(
-                        &model,
-                        &mut opt,
-                        &mut backward,
-                        &inputs,
-                        &labels,
-                        dropout,
-                        seed,
-                    )
-                })?;
+                let t = time_steps(&model, &report, &inputs, &labels, &args)?;
                 // Forward + input gradients (no weight gradients for frozen layers).
                 (
                     "lora-step",

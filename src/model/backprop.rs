@@ -261,6 +261,23 @@ impl<'a> Norm<'a> {
         grads.put(self.g_id, Some(dg));
         grads.put(self.b_id, Some(db));
     }
+
+    /// The backward of LN(y ⊙ keep + res) from the upstream gradient `up`: writes dz (the
+    /// residual's gradient; y's is dz ⊙ keep) and this LayerNorm's dγ, dβ.
+    fn residual_backward(
+        &self,
+        y: &[f32],
+        res: &[f32],
+        keep: Option<&[f32]>,
+        up: &[f32],
+        dz: &mut [f32],
+        grads: &mut Grads,
+    ) {
+        let (mut dg, mut db) = self.grad_bufs(grads);
+        let (g, eps) = (self.g.get(), self.eps);
+        residual::backward(y, res, keep, g, eps, up, dz, &mut dg, &mut db);
+        self.put(grads, (dg, db));
+    }
 }
 
 /// Every trainable parameter's gradient buffer, by tensor id, allocated once.
@@ -422,13 +439,9 @@ impl<'a> Block<'a> {
         let rq = b * nq;
         // out = LN2(f ⊙ keep_f + a)
         let mut da = vec![0f32; rq * h];
-        let mut g2 = self.n2.grad_bufs(grads);
-        let (g2w, eps2) = (self.n2.g.get(), self.n2.eps);
         let keep_f = t.keep_f.as_deref();
-        residual::backward(
-            &t.f, &t.a, keep_f, g2w, eps2, dout, &mut da, &mut g2.0, &mut g2.1,
-        );
-        self.n2.put(grads, g2);
+        self.n2
+            .residual_backward(&t.f, &t.a, keep_f, dout, &mut da, grads);
         let df = times(&da, keep_f);
         // f = inter Wfᵀ + bf; inter = gelu(pre), so dpre = dinter ⊙ gelu′(pre)
         let mut dinter = vec![0f32; rq * ff];
@@ -449,21 +462,9 @@ impl<'a> Block<'a> {
         drop(dinter);
         // a = LN1(o ⊙ keep_a + xq)
         let mut dxq = vec![0f32; rq * h];
-        let mut g1 = self.n1.grad_bufs(grads);
-        let (g1w, eps1) = (self.n1.g.get(), self.n1.eps);
         let keep_a = t.keep_a.as_deref();
-        residual::backward(
-            &t.o,
-            t.xq(),
-            keep_a,
-            g1w,
-            eps1,
-            &da,
-            &mut dxq,
-            &mut g1.0,
-            &mut g1.1,
-        );
-        self.n1.put(grads, g1);
+        self.n1
+            .residual_backward(&t.o, t.xq(), keep_a, &da, &mut dxq, grads);
         let d_o = times(&dxq, keep_a);
         let mut dctx = vec![0f32; rq * h];
         self.o.backward(
