@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end comparison on CB with MiniLM (issue #4): the five methods trained by lpft and by the
+# End-to-end comparison on CB with MiniLM: the five methods trained by lpft and by the
 # PyTorch reference pipeline (bench/pytorch/e2e.py: Hugging Face BertModel, padding to 128, full
 # last layer, scikit-learn LP), one seed, the paper's settings. Every method runs in its own
 # process on each side and is timed from the outside (process start to exit). Prints a Markdown

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch reference pipeline for the end-to-end comparison (`bench/e2e.sh`): the five methods on CB
-the way the reference implementation (tom4649/lp-ft_ntk, spec §2-§5) does them, on MiniLM.
+the way the reference implementation (tom4649/lp-ft_ntk, docs/method.md §2-§5) does them, on MiniLM.
 
     HF_HUB_OFFLINE=1 python bench/pytorch/e2e.py --model-dir MODEL_DIR [--methods lp,ft,lp-ft,lora,lp-lora]
         [--seed 1001] [--epochs 10] [--max-train-samples K] [--threads 2] [--out e2e-torch.json]
@@ -24,7 +24,7 @@ training, evaluation):
            in a seeded shuffled order (--lp-order shuffled, like the reference's training
            dataloader; changes the CV folds).
   train    FT / LP-FT: every parameter; LoRA / LP-LoRA: peft LoraConfig(r 8, alpha 8, query+value,
-           lora_dropout 0 (spec §2.3)), encoder frozen, head trainable. Table 6 batch size / lr for
+           lora_dropout 0 (docs/method.md §2.3)), encoder frozen, head trainable. Table 6 batch size / lr for
            CB (FT 16 / 5e-5, LP-FT 8 / 5e-6, LoRA 16 / 1e-3, LP-LoRA 8 / 1e-4); 10 epochs; AdamW
            (0.9, 0.999, 1e-8, wd 0); linear decay to 0, no warm-up; clip_grad_norm_ 1.0; dropout 0.1
            (train mode); data order from torch.randperm with a generator seeded by --seed, a new
@@ -57,7 +57,7 @@ T_PROCESS = time.perf_counter()
 DEFAULT_MODEL = Path("/tmp/lpft-home-test/models/all-MiniLM-L6-v2")
 LABELS = ["entailment", "contradiction", "neutral"]
 METHODS = ["lp", "ft", "lp-ft", "lora", "lp-lora"]
-# Table 6 of the paper, CB column (spec §3): (batch size, learning rate). LP's batch size only
+# Table 6 of the paper, CB column (docs/method.md §3): (batch size, learning rate). LP's batch size only
 # sets the feature-extraction batch.
 TABLE6_CB = {"lp": (8, None), "ft": (16, 5e-5), "lp-ft": (8, 5e-6), "lora": (16, 1e-3), "lp-lora": (8, 1e-4)}
 
@@ -245,7 +245,7 @@ def lp_fit(model: Classifier, train, batch_size: int, seed: int) -> dict:
     fit_s = time.perf_counter() - t0
     coef, intercept = clf.coef_, clf.intercept_
     binary = coef.shape[0] == 1
-    if binary:  # the reference's installation for two classes (spec §2.1 step 3)
+    if binary:  # the reference's installation for two classes (docs/method.md §2.1 step 3)
         w, c = coef[0], intercept[0]
         coef, intercept = np.stack([-w / 2, w / 2]), np.array([-c / 2, c / 2])
     with torch.no_grad():
