@@ -34,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::model::bert::{check_ids, Layer, LayerNorm};
 use crate::model::config::Activation;
 use crate::model::fused::linear::{backward_into, forward as linear_forward, Dx};
+use crate::model::fused::lora::low_rank_grad;
 use crate::model::fused::matmul::{matmul, threads, View};
 use crate::model::fused::{attention, gelu_and_grad, layer_norm_backward, layer_norm_forward};
 use crate::model::fused::{math, residual};
@@ -181,16 +182,7 @@ impl<'a> Lin<'a> {
         // With gb = s·g B `[rows, r]`: dx += gb A, dA = gbᵀ x, dB = gᵀ (s·x Aᵀ).
         let r = ad.r;
         let gv = View::rows(g, rows, o);
-        let mut gb = vec![0f32; rows * r];
-        matmul(
-            &mut gb,
-            r,
-            false,
-            gv,
-            View::rows(ad.b.get(), o, r),
-            threads(false),
-        );
-        gb.iter_mut().for_each(|v| *v *= ad.scale);
+        let gb = low_rank_grad(g, ad.b.get(), rows, o, r, ad.scale);
         let gbv = View::rows(&gb, rows, r);
         if let Some(d) = dx {
             matmul(

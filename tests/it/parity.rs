@@ -446,18 +446,7 @@ fn fused_model_matches_composed_model_with_dropout() {
         let (m32, r32) = load(DType::F32);
         let (m64, r64) = load(DType::F64);
         if lora {
-            for (i, (name, v)) in r32
-                .vars
-                .iter()
-                .filter(|(n, _)| n.contains("lora_B"))
-                .enumerate()
-            {
-                let b = util::randn(v.as_tensor().dims(), 100 + i as u64, 0.5);
-                v.set(&b).unwrap();
-                r64.vars[name]
-                    .set(&b.to_dtype(DType::F64).unwrap())
-                    .unwrap();
-            }
+            move_lora_b_off_zero(&r32, &r64);
         }
         let grads = |model: &SequenceClassifier, dtype: DType| {
             let mut rng = Streams::new(31).get("dropout");
@@ -615,19 +604,7 @@ fn check_own_backward(tag: &str, files: &ModelFiles, inputs: &Inputs, dropout: b
         .to_dtype(DType::F64)
         .unwrap();
     let (m64, r64) = SequenceClassifier::load(&ckpt64, &files.config, &opts).unwrap();
-    // B moved off 0, so that A's gradient is not 0 on both sides.
-    for (i, (name, v)) in r32
-        .vars
-        .iter()
-        .filter(|(n, _)| n.contains("lora_B"))
-        .enumerate()
-    {
-        let b = util::randn(v.as_tensor().dims(), 100 + i as u64, 0.5);
-        v.set(&b).unwrap();
-        r64.vars[name]
-            .set(&b.to_dtype(DType::F64).unwrap())
-            .unwrap();
-    }
+    move_lora_b_off_zero(&r32, &r64);
     let labels: Vec<usize> = (0..inputs.batch).map(|i| (i * 7 + 1) % 3).collect();
     let mut rng = Streams::new(31).get("dropout");
     let mut mode = if dropout {
@@ -854,5 +831,19 @@ fn own_backward_logit_gradients_match_transformers() {
             checked += 1;
         }
         assert!(checked > 30, "{name}: {checked} gradients");
+    }
+}
+
+/// Sets every LoRA B of an f32 model and its f64 twin to the same random values: at B = 0 A's
+/// gradient is 0 on both sides and a comparison of it would prove nothing.
+fn move_lora_b_off_zero(r32: &lpft::model::LoadReport, r64: &lpft::model::LoadReport) {
+    use candle_core::DType;
+    let bs = r32.vars.iter().filter(|(n, _)| n.contains("lora_B"));
+    for (i, (name, v)) in bs.enumerate() {
+        let b = util::randn(v.as_tensor().dims(), 100 + i as u64, 0.5);
+        v.set(&b).unwrap();
+        r64.vars[name]
+            .set(&b.to_dtype(DType::F64).unwrap())
+            .unwrap();
     }
 }

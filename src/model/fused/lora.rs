@@ -160,19 +160,7 @@ impl CustomOp3 for LoraLinearBwd {
                 );
             }
             let gv = View::rows(g, rows, o);
-            // s·(g B) `[rows, r]`: the gradient reaching the adapter's low-rank activations.
-            let mut gb = vec![0f32; rows * r];
-            matmul(
-                &mut gb,
-                r,
-                false,
-                gv,
-                View::rows(parts.up, o, r),
-                threads(false),
-            );
-            for v in &mut gb {
-                *v *= op.scale;
-            }
+            let gb = low_rank_grad(g, parts.up, rows, o, r, op.scale);
             let gbv = View::rows(&gb, rows, r);
             let n =
                 op.dx as usize * rows * i + op.dw as usize * o * i + op.dp as usize * packed.len();
@@ -222,6 +210,23 @@ impl CustomOp3 for LoraLinearBwd {
             Ok((CpuStorage::F32(out), Shape::from(n)))
         })?
     }
+}
+
+/// s·(g B) `[rows, r]` from the output gradient g `[rows, o]` and B `[o, r]`: the gradient
+/// reaching an adapter's low-rank activations, from which dx (`+= · A`) and dA (`ᵀ x`) follow.
+pub(crate) fn low_rank_grad(
+    g: &[f32],
+    b: &[f32],
+    rows: usize,
+    o: usize,
+    r: usize,
+    scale: f32,
+) -> Vec<f32> {
+    let mut gb = vec![0f32; rows * r];
+    let (gv, bv) = (View::rows(g, rows, o), View::rows(b, o, r));
+    matmul(&mut gb, r, false, gv, bv, threads(false));
+    gb.iter_mut().for_each(|v| *v *= scale);
+    gb
 }
 
 /// x Wᵀ + b + scale·(x Aᵀ) Bᵀ over the last dimension of `xs` (shapes: `xs` `[.., in]`, `weight`

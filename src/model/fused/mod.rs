@@ -27,7 +27,7 @@ use rayon::prelude::*;
 pub(crate) mod attention;
 mod ffn;
 pub(crate) mod linear;
-mod lora;
+pub(crate) mod lora;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod residual;
