@@ -35,7 +35,7 @@ pub enum Error {
 
     // -- model --
     /// `config.json` names an architecture lpft does not implement.
-    #[error("{path}: unsupported model_type `{model_type}` (supported: bert, roberta)")]
+    #[error("{path}: unsupported model_type `{model_type}` (supported: bert, roberta, mpnet)")]
     UnsupportedArch { path: PathBuf, model_type: String },
     /// A field of a model config is missing or out of range.
     #[error("{path}: field `{field}`: {reason}")]

@@ -18,7 +18,9 @@
 //! compute in `Mode::Train` — the same ops in the same order, dropout masks drawn from the
 //! same stream in the same order and shapes — and the gradient of the mean cross-entropy.
 //! The composed autograd path stays the reference: `tests/it/parity.rs` ties every parameter's
-//! gradient of the two, dropout on and off, FT and LoRA. It covers BERT and RoBERTa encoders
+//! gradient of the two, dropout on and off, FT and LoRA. It covers BERT, RoBERTa and MPNet
+//! encoders (MPNet's relative-position bias table gets its gradient from the attention
+//! backward's score gradients, summed over the batch and every layer, scattered to buckets)
 //! with the paper's first-token head on the CPU in f32, with or without LoRA adapters on any
 //! linear layer ([`Backprop::supports`]); mean pooling and other devices use autograd. With
 //! only adapters and the head training (LoRA, LP-LoRA) the backward stops at the first block:
@@ -31,7 +33,7 @@ use candle_core::{CpuStorage, Storage, Tensor, TensorId, Var};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::model::bert::{check_ids, Layer, LayerNorm};
+use crate::model::bert::{check_ids, relative_buckets, Layer, LayerNorm};
 use crate::model::config::Activation;
 use crate::model::fused::linear::{backward_into, forward as linear_forward, Dx};
 use crate::model::fused::lora::low_rank_grad;
@@ -364,7 +366,7 @@ impl<'a> Block<'a> {
         x: Vec<f32>,
         xq: Option<Vec<f32>>,
         (b, l, nq): (usize, usize, usize),
-        mask: &[f32],
+        (mask, position): (&[f32], Option<&[f32]>),
         mode: &mut Mode,
     ) -> (Vec<f32>, Tape) {
         let h = self.q.o;
@@ -379,6 +381,7 @@ impl<'a> Block<'a> {
             &k,
             &v,
             mask,
+            position,
             keep_p.as_deref(),
             dims,
             self.heads,
@@ -416,14 +419,17 @@ impl<'a> Block<'a> {
     }
 
     /// From the output's gradient `dout` `[b·nq, h]`: the parameters' gradients into `grads`,
-    /// and, with `input_grad`, the gradient of the block's input `[b·l, h]` (else nothing: no
-    /// parameter below needs it).
+    /// the position bias's (`[heads, nq, l]`) added to `dposition` if given, and, with
+    /// `input_grad`, the gradient of the block's input `[b·l, h]` (else nothing: no parameter
+    /// below needs it).
+    #[allow(clippy::too_many_arguments)]
     fn backward(
         &self,
         t: &Tape,
         dout: &[f32],
         (b, l): (usize, usize),
-        mask: &[f32],
+        (mask, position): (&[f32], Option<&[f32]>),
+        dposition: Option<&mut [f32]>,
         grads: &mut Grads,
         input_grad: bool,
     ) -> Option<Vec<f32>> {
@@ -474,11 +480,13 @@ impl<'a> Block<'a> {
         attention::backward(
             [&t.q, &t.k, &t.v, &dctx],
             mask,
+            position,
             t.keep_p.as_deref(),
             [b, nq, l, h],
             self.heads,
             self.scale,
             [&mut dq, &mut dk, &mut dv],
+            dposition,
         );
         drop(dctx);
         // q = xq Wqᵀ + bq, k and v from x: dxq += dq Wq, dx = dk Wk + dv Wv (+ dxq).
@@ -560,7 +568,7 @@ pub struct Backprop {
 }
 
 impl Backprop {
-    /// Whether the own backward handles `model`: BERT/RoBERTa with GELU, every linear layer
+    /// Whether the own backward handles `model`: BERT/RoBERTa/MPNet with GELU, every linear layer
     /// with a bias (LoRA adapters allowed), the first-token head, f32 on the CPU, and at least
     /// one layer. Otherwise training uses autograd.
     pub fn supports(model: &SequenceClassifier) -> bool {
@@ -575,11 +583,11 @@ impl Backprop {
             return Err(unsupported("an encoder without layers"));
         }
         let e = &model.encoder.embeddings;
-        for t in [
-            &e.word_embeddings,
-            &e.position_embeddings,
-            &e.token_type_embeddings,
-        ] {
+        for t in [&e.word_embeddings, &e.position_embeddings]
+            .into_iter()
+            .chain(&e.token_type_embeddings)
+            .chain(&model.encoder.relative_attention_bias)
+        {
             values(t)?;
         }
         Norm::new(&e.layer_norm)?;
@@ -602,11 +610,11 @@ impl Backprop {
         let embeddings_trainable = [
             &e.word_embeddings,
             &e.position_embeddings,
-            &e.token_type_embeddings,
             &e.layer_norm.weight,
             &e.layer_norm.bias,
         ]
-        .iter()
+        .into_iter()
+        .chain(&e.token_type_embeddings)
         .any(|t| bufs.contains_key(&t.id()));
         Ok(Self {
             grads: Grads { bufs },
@@ -720,7 +728,9 @@ impl Backprop {
         let emb = &enc.embeddings;
         let word = values(&emb.word_embeddings)?;
         let pos = values(&emb.position_embeddings)?;
-        let types = values(&emb.token_type_embeddings)?;
+        let types = emb.token_type_embeddings.as_ref().map(values).transpose()?;
+        let table = enc.relative_attention_bias.as_ref();
+        let table_vals = table.map(values).transpose()?;
         let n0 = Norm::new(&emb.layer_norm)?;
         let blocks = enc
             .layers
@@ -737,27 +747,29 @@ impl Backprop {
             &positions,
             pos.get().len() / h,
         )?;
-        check_ids(
-            "token_type_ids",
-            &inputs.token_type_ids,
-            types.get().len() / h,
-        )?;
+        if let Some(types) = &types {
+            let n = types.get().len() / h;
+            check_ids("token_type_ids", &inputs.token_type_ids, n)?;
+        }
 
         // Embeddings: (word + position) + token type, LayerNorm, dropout.
         let mut x0 = vec![0f32; b * l * h];
         for (r, row) in x0.chunks_mut(h).enumerate() {
-            let (w, p, t) = (
-                inputs.input_ids[r] as usize,
-                positions[r] as usize,
-                inputs.token_type_ids[r] as usize,
-            );
-            let (w, p, t) = (
-                &word.get()[w * h..][..h],
-                &pos.get()[p * h..][..h],
-                &types.get()[t * h..][..h],
-            );
-            for (((o, w), p), t) in row.iter_mut().zip(w).zip(p).zip(t) {
-                *o = (w + p) + t;
+            let (w, p) = (inputs.input_ids[r] as usize, positions[r] as usize);
+            let (w, p) = (&word.get()[w * h..][..h], &pos.get()[p * h..][..h]);
+            match &types {
+                Some(types) => {
+                    let t = inputs.token_type_ids[r] as usize;
+                    let t = &types.get()[t * h..][..h];
+                    for (((o, w), p), t) in row.iter_mut().zip(w).zip(p).zip(t) {
+                        *o = (w + p) + t;
+                    }
+                }
+                None => row
+                    .iter_mut()
+                    .zip(w)
+                    .zip(p)
+                    .for_each(|((o, w), p)| *o = w + p),
             }
         }
         let e = layer_norm_forward(&x0, n0.g.get(), n0.b.get(), n0.eps);
@@ -769,6 +781,27 @@ impl Backprop {
             .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
             .collect();
 
+        // MPNet's relative-position bias [heads, l, l] (every layer's), and its first row
+        // [heads, 1, l] (the last layer's).
+        let heads = blocks[0].heads;
+        let buckets = relative_buckets(l);
+        let position = table_vals.as_ref().map(|t| {
+            let t = t.get();
+            let mut full = vec![0f32; heads * l * l];
+            for (hd, rows) in full.chunks_mut(l * l).enumerate() {
+                for (v, &k) in rows.iter_mut().zip(&buckets) {
+                    *v = t[k as usize * heads + hd];
+                }
+            }
+            let first: Vec<f32> = full.chunks(l * l).flat_map(|r| r[..l].to_vec()).collect();
+            (full, first)
+        });
+        let position_of = |last: bool| {
+            position
+                .as_ref()
+                .map(|(full, first)| if last { &first[..] } else { &full[..] })
+        };
+
         // Blocks; the last one for the first token only (as `Encoder::forward_first`).
         let mut tapes = Vec::with_capacity(blocks.len());
         let last = blocks.len() - 1;
@@ -779,7 +812,8 @@ impl Backprop {
             } else {
                 (None, l)
             };
-            let (out, tape) = block.forward(x, xq, (b, l, nq), &mask, mode);
+            let bias = (&mask[..], position_of(i == last));
+            let (out, tape) = block.forward(x, xq, (b, l, nq), bias, mode);
             tapes.push(tape);
             x = out;
         }
@@ -809,15 +843,49 @@ impl Backprop {
         grads.put(hw_id, dvw);
         grads.put(hb_id, dvb);
         let mut dx = times(&dphi, keep_h.as_deref()).unwrap_or(dphi);
+        // The bias table's gradient, if it trains: score gradients of every layer's full rows
+        // and of the last layer's first row, then scattered to buckets.
+        let mut dtable = table.and_then(|t| grads.take(t.id()));
+        let (mut dfull, mut dfirst) = match dtable {
+            Some(_) => (vec![0f32; heads * l * l], vec![0f32; heads * l]),
+            None => (Vec::new(), Vec::new()),
+        };
+        let mut below = true;
         for (i, (block, tape)) in blocks.iter().zip(&tapes).enumerate().rev() {
             let input_grad = i > 0 || self.embeddings_trainable;
-            match block.backward(tape, &dx, (b, l), &mask, grads, input_grad) {
+            let bias = (&mask[..], position_of(i == last));
+            let dpos = match (&dtable, i == last) {
+                (None, _) => None,
+                (Some(_), true) => Some(&mut dfirst[..]),
+                (Some(_), false) => Some(&mut dfull[..]),
+            };
+            match block.backward(tape, &dx, (b, l), bias, dpos, grads, input_grad) {
                 Some(d) => dx = d,
                 // LoRA: nothing below the first block trains.
-                None => return Ok(logits),
+                None => {
+                    below = false;
+                    break;
+                }
             }
         }
         drop(tapes);
+        if let (Some(dt), Some(table)) = (dtable.as_mut(), table) {
+            dt.fill(0.0);
+            for hd in 0..heads {
+                let full = &dfull[hd * l * l..(hd + 1) * l * l];
+                for (&k, g) in buckets.iter().zip(full) {
+                    dt[k as usize * heads + hd] += g;
+                }
+                // The first row's buckets are those of row 0 of the full matrix.
+                for (&k, g) in buckets[..l].iter().zip(&dfirst[hd * l..(hd + 1) * l]) {
+                    dt[k as usize * heads + hd] += g;
+                }
+            }
+            grads.put(table.id(), dtable);
+        }
+        if !below {
+            return Ok(logits);
+        }
 
         // Embeddings: dropout, LayerNorm, then the three tables' rows.
         let de = times(&dx, keep_e.as_deref()).unwrap_or(dx);
@@ -839,10 +907,13 @@ impl Backprop {
             self.touched.dedup();
             grads.put(self.word_id, Some(dw));
         }
-        for (t, ids) in [
-            (&emb.position_embeddings, &positions),
-            (&emb.token_type_embeddings, &inputs.token_type_ids),
-        ] {
+        let tables = [
+            Some((&emb.position_embeddings, &positions)),
+            emb.token_type_embeddings
+                .as_ref()
+                .map(|t| (t, &inputs.token_type_ids)),
+        ];
+        for (t, ids) in tables.into_iter().flatten() {
             if let Some(mut dt) = grads.take(t.id()) {
                 dt.fill(0.0);
                 for (r, g) in dx0.chunks(h).enumerate() {

@@ -1,15 +1,16 @@
-//! BERT and RoBERTa encoders (post-LayerNorm Transformer blocks), written for training.
+//! BERT, RoBERTa and MPNet encoders (post-LayerNorm Transformer blocks), written for training.
 //!
-//! Ports `BertModel` / `RobertaModel` of transformers 4.46 (`modeling_bert.py`,
-//! `modeling_roberta.py`, eager attention): absolute learned positions (RoBERTa's are
-//! padding-aware and start at `pad_token_id + 1`), token-type embeddings, additive padding mask,
+//! Ports `BertModel` / `RobertaModel` / `MPNetModel` of transformers 4.46 (`modeling_bert.py`,
+//! `modeling_roberta.py`, `modeling_mpnet.py`, eager attention): absolute learned positions
+//! (RoBERTa's and MPNet's are padding-aware and start at `pad_token_id + 1`), token-type
+//! embeddings (not in MPNet), additive padding mask, MPNet's relative-position attention bias,
 //! GELU (erf), real dropout in `Mode::Train`. Every op has a backward (see `ops`). Tensor names
 //! are the checkpoint's, so HF files map onto the struct tree without a translation table.
 
-use candle_core::{DType, Device, Shape, Tensor};
+use candle_core::{DType, Device, Shape, Tensor, Var};
 
 use crate::error::{Error, Result};
-use crate::model::config::{Activation, Arch, EncoderConfig};
+use crate::model::config::{relative_bucket, Activation, Arch, EncoderConfig, RELATIVE_BUCKETS};
 use crate::model::linear::Linear;
 use crate::model::mode::Mode;
 use crate::model::params::Params;
@@ -78,7 +79,8 @@ impl LayerNorm {
 pub struct Embeddings {
     pub word_embeddings: Tensor,
     pub position_embeddings: Tensor,
-    pub token_type_embeddings: Tensor,
+    /// `None` for MPNet, which has no token types.
+    pub token_type_embeddings: Option<Tensor>,
     pub layer_norm: LayerNorm,
     arch: Arch,
     pad_token_id: u32,
@@ -95,10 +97,13 @@ impl Embeddings {
                 "embeddings.position_embeddings.weight",
                 &[cfg.max_position_embeddings, h],
             )?,
-            token_type_embeddings: p.get(
-                "embeddings.token_type_embeddings.weight",
-                &[cfg.type_vocab_size, h],
-            )?,
+            token_type_embeddings: match cfg.arch() {
+                Arch::Mpnet => None,
+                Arch::Bert | Arch::Roberta => Some(p.get(
+                    "embeddings.token_type_embeddings.weight",
+                    &[cfg.type_vocab_size, h],
+                )?),
+            },
             layer_norm: LayerNorm::load(p, "embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
             arch: cfg.arch(),
             pad_token_id: cfg.pad_token_id,
@@ -106,13 +111,13 @@ impl Embeddings {
         })
     }
 
-    /// Position ids of a batch: BERT 0..L; RoBERTa counts non-pad tokens from `pad + 1` and
-    /// gives pad tokens `pad` (REF: `create_position_ids_from_input_ids`).
+    /// Position ids of a batch: BERT 0..L; RoBERTa and MPNet count non-pad tokens from
+    /// `pad + 1` and give pad tokens `pad` (REF: `create_position_ids_from_input_ids`).
     pub fn position_ids(&self, inputs: &Inputs) -> Vec<u32> {
         let (b, l) = (inputs.batch, inputs.seq_len);
         match self.arch {
             Arch::Bert => (0..b).flat_map(|_| 0..l as u32).collect(),
-            Arch::Roberta => {
+            Arch::Roberta | Arch::Mpnet => {
                 let pad = self.pad_token_id;
                 let mut out = Vec::with_capacity(b * l);
                 for row in inputs.input_ids.chunks(l) {
@@ -138,18 +143,19 @@ impl Embeddings {
         let (vocab, h) = self.word_embeddings.dims2()?;
         let positions = self.position_ids(inputs);
         let max_pos = self.position_embeddings.dims2()?.0;
-        let type_vocab = self.token_type_embeddings.dims2()?.0;
         check_ids("input_ids", &inputs.input_ids, vocab)?;
         check_ids("position ids (sequence too long)", &positions, max_pos)?;
-        check_ids("token_type_ids", &inputs.token_type_ids, type_vocab)?;
         let ids = Tensor::from_slice(&inputs.input_ids, b * l, dev)?;
         let pos = Tensor::from_slice(&positions, b * l, dev)?;
-        let types = Tensor::from_slice(&inputs.token_type_ids, b * l, dev)?;
         let mut xs = self
             .word_embeddings
             .index_select(&ids, 0)?
-            .add(&self.position_embeddings.index_select(&pos, 0)?)?
-            .add(&self.token_type_embeddings.index_select(&types, 0)?)?;
+            .add(&self.position_embeddings.index_select(&pos, 0)?)?;
+        if let Some(table) = &self.token_type_embeddings {
+            check_ids("token_type_ids", &inputs.token_type_ids, table.dims2()?.0)?;
+            let types = Tensor::from_slice(&inputs.token_type_ids, b * l, dev)?;
+            xs = xs.add(&table.index_select(&types, 0)?)?;
+        }
         let recorder = mode.recorder();
         if let Some(rec) = recorder {
             xs = rec.embeddings(
@@ -178,8 +184,31 @@ pub(crate) fn check_ids(what: &'static str, ids: &[u32], limit: usize) -> Result
     }
 }
 
+/// What attention adds to its scores: the padding mask and, in MPNet, the relative-position
+/// bias.
+pub struct ScoreBias {
+    /// Additive padding mask `[b, 1, 1, l]`.
+    pub mask: Tensor,
+    /// MPNet's relative-position bias `[heads, lq, l]` for the query rows.
+    pub position: Option<Tensor>,
+}
+
+impl ScoreBias {
+    /// The bias of the first query row only (the first-token path's last layer).
+    pub fn first_row(&self) -> Result<ScoreBias> {
+        Ok(ScoreBias {
+            mask: self.mask.clone(),
+            position: match &self.position {
+                Some(p) => Some(p.narrow(1, 0, 1)?.contiguous()?),
+                None => None,
+            },
+        })
+    }
+}
+
 /// Multi-head self-attention with its output projection and residual LayerNorm
-/// (`attention.self.{query,key,value}`, `attention.output.{dense,LayerNorm}`).
+/// (`attention.self.{query,key,value}`, `attention.output.{dense,LayerNorm}`; MPNet:
+/// `attention.attn.{q,k,v,o}`, `attention.LayerNorm`).
 pub struct Attention {
     pub query: Linear,
     pub key: Linear,
@@ -197,17 +226,22 @@ impl Attention {
     pub fn load(p: &Params, prefix: &str, cfg: &EncoderConfig) -> Result<Self> {
         let h = cfg.hidden_size;
         let a = format!("{prefix}.attention");
+        let [q, k, v, o, norm] = match cfg.arch() {
+            Arch::Bert | Arch::Roberta => [
+                "self.query",
+                "self.key",
+                "self.value",
+                "output.dense",
+                "output.LayerNorm",
+            ],
+            Arch::Mpnet => ["attn.q", "attn.k", "attn.v", "attn.o", "LayerNorm"],
+        };
         Ok(Self {
-            query: Linear::load(p, &format!("{a}.self.query"), h, h)?,
-            key: Linear::load(p, &format!("{a}.self.key"), h, h)?,
-            value: Linear::load(p, &format!("{a}.self.value"), h, h)?,
-            output: Linear::load(p, &format!("{a}.output.dense"), h, h)?,
-            layer_norm: LayerNorm::load(
-                p,
-                &format!("{a}.output.LayerNorm"),
-                h,
-                cfg.layer_norm_eps,
-            )?,
+            query: Linear::load(p, &format!("{a}.{q}"), h, h)?,
+            key: Linear::load(p, &format!("{a}.{k}"), h, h)?,
+            value: Linear::load(p, &format!("{a}.{v}"), h, h)?,
+            output: Linear::load(p, &format!("{a}.{o}"), h, h)?,
+            layer_norm: LayerNorm::load(p, &format!("{a}.{norm}"), h, cfg.layer_norm_eps)?,
             heads: cfg.num_attention_heads,
             head_dim: cfg.head_dim(),
             attn_dropout: cfg.attention_probs_dropout_prob,
@@ -215,9 +249,9 @@ impl Attention {
         })
     }
 
-    /// Shapes: `xs` `[b, l, h]`, `mask` additive `[b, 1, 1, l]` → `[b, l, h]`.
-    pub fn forward(&self, xs: &Tensor, mask: &Tensor, mode: &mut Mode) -> Result<Tensor> {
-        self.forward_queries(xs, xs, mask, mode)
+    /// Shapes: `xs` `[b, l, h]` → `[b, l, h]`.
+    pub fn forward(&self, xs: &Tensor, bias: &ScoreBias, mode: &mut Mode) -> Result<Tensor> {
+        self.forward_queries(xs, xs, bias, mode)
     }
 
     /// Attention output for the query rows `xq` `[b, lq, h]` (a subset of the positions of `xs`,
@@ -226,7 +260,7 @@ impl Attention {
         &self,
         xs: &Tensor,
         xq: &Tensor,
-        mask: &Tensor,
+        bias: &ScoreBias,
         mode: &mut Mode,
     ) -> Result<Tensor> {
         let (b, l, _) = xs.dims3()?;
@@ -238,7 +272,16 @@ impl Attention {
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let probs_shape = Shape::from((b, self.heads, lq, l));
         let keep = mode.dropout_mask(&probs_shape, q.device(), q.dtype(), self.attn_dropout)?;
-        let ctx = ops::attention(&q, &k, &v, mask, keep.as_ref(), self.heads, scale)?;
+        let ctx = ops::attention(
+            &q,
+            &k,
+            &v,
+            &bias.mask,
+            bias.position.as_ref(),
+            keep.as_ref(),
+            self.heads,
+            scale,
+        )?;
         let out = self.output.forward(&ctx, rec)?;
         let keep =
             mode.dropout_mask(out.shape(), out.device(), out.dtype(), self.hidden_dropout)?;
@@ -278,9 +321,9 @@ impl Layer {
         })
     }
 
-    /// Shapes: `xs` `[b, l, h]`, `mask` `[b, 1, 1, l]` → `[b, l, h]`.
-    pub fn forward(&self, xs: &Tensor, mask: &Tensor, mode: &mut Mode) -> Result<Tensor> {
-        self.forward_queries(xs, xs, mask, mode)
+    /// Shapes: `xs` `[b, l, h]` → `[b, l, h]`.
+    pub fn forward(&self, xs: &Tensor, bias: &ScoreBias, mode: &mut Mode) -> Result<Tensor> {
+        self.forward_queries(xs, xs, bias, mode)
     }
 
     /// The block's output at the query rows `xq` only (see [`Attention::forward_queries`]):
@@ -289,10 +332,10 @@ impl Layer {
         &self,
         xs: &Tensor,
         xq: &Tensor,
-        mask: &Tensor,
+        bias: &ScoreBias,
         mode: &mut Mode,
     ) -> Result<Tensor> {
-        let attn = self.attention.forward_queries(xs, xq, mask, mode)?;
+        let attn = self.attention.forward_queries(xs, xq, bias, mode)?;
         let rec = mode.recorder();
         let dense = &self.intermediate;
         let inter = match &dense.bias {
@@ -326,6 +369,9 @@ impl Layer {
 pub struct Encoder {
     pub embeddings: Embeddings,
     pub layers: Vec<Layer>,
+    /// MPNet's relative attention bias table `encoder.relative_attention_bias.weight`
+    /// `[buckets, heads]`, shared by every layer.
+    pub relative_attention_bias: Option<Tensor>,
     cfg: EncoderConfig,
     /// Every parameter with its checkpoint name, as the layers loaded them.
     params: Vec<(String, Tensor)>,
@@ -338,6 +384,13 @@ impl Encoder {
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::load(p, i, cfg))
             .collect::<Result<Vec<_>>>()?;
+        let relative_attention_bias = match cfg.arch() {
+            Arch::Mpnet => Some(p.get(
+                "encoder.relative_attention_bias.weight",
+                &[cfg.relative_attention_num_buckets, cfg.num_attention_heads],
+            )?),
+            Arch::Bert | Arch::Roberta => None,
+        };
         let params = p
             .loaded()
             .into_iter()
@@ -346,6 +399,7 @@ impl Encoder {
         Ok(Self {
             embeddings,
             layers,
+            relative_attention_bias,
             cfg: cfg.clone(),
             params,
         })
@@ -364,16 +418,52 @@ impl Encoder {
     /// Final hidden states. Shapes: inputs `[b, l]` → `[b, l, h]`.
     pub fn forward(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
         inputs.check()?;
+        let mut xs = self.embeddings.forward(inputs, mode)?;
+        let bias = self.score_bias(inputs, mode)?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &bias, mode)?;
+        }
+        Ok(xs)
+    }
+
+    /// The padding mask and (MPNet) the relative-position bias of a batch, computed once for
+    /// every layer (REF: `MPNetEncoder.compute_position_bias`). A recorder that selects the
+    /// bias table gets a `Var` copy of it to run with (eNTK).
+    fn score_bias(&self, inputs: &Inputs, mode: &Mode) -> Result<ScoreBias> {
         let mask = additive_mask(
             inputs,
             self.device(),
             self.embeddings.word_embeddings.dtype(),
         )?;
-        let mut xs = self.embeddings.forward(inputs, mode)?;
-        for layer in &self.layers {
-            xs = layer.forward(&xs, &mask, mode)?;
-        }
-        Ok(xs)
+        let Some(table) = &self.relative_attention_bias else {
+            return Ok(ScoreBias {
+                mask,
+                position: None,
+            });
+        };
+        // Under a recorder the bias is always tracked (a `Var` copy, recorded or not), so that
+        // attention runs the same composed arithmetic in every eNTK pass, whichever sites the
+        // pass records.
+        let table = match mode.recorder() {
+            Some(rec) => match rec.relative_bias(table)? {
+                Some(var) => var,
+                None => Var::from_tensor(&table.detach())?.as_tensor().clone(),
+            },
+            None => table.clone(),
+        };
+        let l = inputs.seq_len;
+        let heads = table.dims2()?.1;
+        let buckets = relative_buckets(l);
+        let idx = Tensor::from_vec(buckets, l * l, table.device())?;
+        let position = table
+            .index_select(&idx, 0)?
+            .t()?
+            .reshape((heads, l, l))?
+            .contiguous()?;
+        Ok(ScoreBias {
+            mask,
+            position: Some(position),
+        })
     }
 
     /// The first token's final hidden state only. Shapes: inputs `[b, l]` → `[b, h]`.
@@ -384,22 +474,33 @@ impl Encoder {
     /// rows are not drawn, so a train-mode run draws different (equally distributed) masks.
     pub fn forward_first(&self, inputs: &Inputs, mode: &mut Mode) -> Result<Tensor> {
         inputs.check()?;
-        let mask = additive_mask(
-            inputs,
-            self.device(),
-            self.embeddings.word_embeddings.dtype(),
-        )?;
         let mut xs = self.embeddings.forward(inputs, mode)?;
         let (last, rest) = match self.layers.split_last() {
             Some(split) => split,
             None => return Ok(xs.narrow(1, 0, 1)?.squeeze(1)?),
         };
+        let bias = self.score_bias(inputs, mode)?;
         for layer in rest {
-            xs = layer.forward(&xs, &mask, mode)?;
+            xs = layer.forward(&xs, &bias, mode)?;
         }
         let first = xs.narrow(1, 0, 1)?.contiguous()?;
-        Ok(last.forward_queries(&xs, &first, &mask, mode)?.squeeze(1)?)
+        Ok(last
+            .forward_queries(&xs, &first, &bias.first_row()?, mode)?
+            .squeeze(1)?)
     }
+}
+
+/// MPNet's bucket of every (query i, key j) pair of a length-`l` sequence, row-major `[l, l]`.
+pub fn relative_buckets(l: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(l * l);
+    for i in 0..l as i64 {
+        for j in 0..l as i64 {
+            let bucket = relative_bucket(j - i);
+            debug_assert!(bucket < RELATIVE_BUCKETS);
+            out.push(bucket as u32);
+        }
+    }
+    out
 }
 
 /// Additive attention mask `[b, 1, 1, l]` in the weights' `dtype`: 0 for tokens, the most

@@ -8,6 +8,32 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+/// Buckets of MPNet's relative positions (REF: transformers' `MPNetEncoder.compute_position_bias`
+/// always buckets with 32, whatever the config says).
+pub const RELATIVE_BUCKETS: usize = 32;
+/// Relative distances beyond this share MPNet's last bucket of each direction.
+pub const RELATIVE_MAX_DISTANCE: usize = 128;
+
+/// The relative-position bucket of key position j seen from query position i (`relative` =
+/// j − i), as transformers' `MPNetEncoder.relative_position_bucket`: half the buckets per
+/// direction (keys after the query in the upper half), exact up to 8 apart, then logarithmic up
+/// to [`RELATIVE_MAX_DISTANCE`], then the last bucket. Computed in f32 as torch does, then
+/// truncated.
+pub fn relative_bucket(relative: i64) -> usize {
+    let half = RELATIVE_BUCKETS / 2;
+    let n = -relative;
+    let base = if n < 0 { half } else { 0 };
+    let n = n.unsigned_abs() as usize;
+    let exact = half / 2;
+    if n < exact {
+        return base + n;
+    }
+    // torch divides the f32 logarithm by Python's f64 `math.log`, cast to f32.
+    let ratio = (RELATIVE_MAX_DISTANCE as f64 / exact as f64).ln() as f32;
+    let large = exact + ((n as f32 / exact as f32).ln() / ratio * (half - exact) as f32) as usize;
+    base + large.min(half - 1)
+}
+
 /// Encoder architecture, selected by `model_type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -16,6 +42,9 @@ pub enum Arch {
     Bert,
     /// RoBERTa: padding-aware positions starting at `pad_token_id + 1`.
     Roberta,
+    /// MPNet: RoBERTa's positions, no token types, and a relative-position attention bias
+    /// shared by every layer.
+    Mpnet,
 }
 
 impl Arch {
@@ -24,6 +53,7 @@ impl Arch {
         match self {
             Arch::Bert => "bert",
             Arch::Roberta => "roberta",
+            Arch::Mpnet => "mpnet",
         }
     }
 }
@@ -48,6 +78,9 @@ fn default_position_type() -> String {
 }
 fn default_init_range() -> f64 {
     0.02
+}
+fn default_buckets() -> usize {
+    32
 }
 
 /// A BERT-family encoder configuration (Hugging Face `config.json`).
@@ -78,6 +111,9 @@ pub struct EncoderConfig {
     /// Standard deviation of the head initialisation (`initializer_range`, 0.02).
     #[serde(default = "default_init_range")]
     pub initializer_range: f64,
+    /// MPNet: rows of the relative attention bias table (32).
+    #[serde(default = "default_buckets")]
+    pub relative_attention_num_buckets: usize,
 }
 
 /// The FFN activations of BERT-family configs (`hidden_act`).
@@ -119,6 +155,7 @@ impl EncoderConfig {
     pub fn arch(&self) -> Arch {
         match self.model_type.as_str() {
             "roberta" | "xlm-roberta" | "camembert" => Arch::Roberta,
+            "mpnet" => Arch::Mpnet,
             _ => Arch::Bert,
         }
     }
@@ -140,7 +177,7 @@ impl EncoderConfig {
             reason,
         };
         match self.model_type.as_str() {
-            "bert" | "roberta" | "xlm-roberta" | "camembert" => {}
+            "bert" | "roberta" | "xlm-roberta" | "camembert" | "mpnet" => {}
             other => {
                 return Err(Error::UnsupportedArch {
                     path: path.to_path_buf(),
@@ -199,7 +236,16 @@ impl EncoderConfig {
                 return Err(bad(field, format!("{p} is not in [0, 1)")));
             }
         }
-        if self.arch() == Arch::Roberta
+        if self.arch() == Arch::Mpnet && self.relative_attention_num_buckets < RELATIVE_BUCKETS {
+            return Err(bad(
+                "relative_attention_num_buckets",
+                format!(
+                    "{} is fewer than the {RELATIVE_BUCKETS} buckets MPNet's attention bias uses",
+                    self.relative_attention_num_buckets
+                ),
+            ));
+        }
+        if matches!(self.arch(), Arch::Roberta | Arch::Mpnet)
             && self.max_position_embeddings <= self.pad_token_id as usize + 1
         {
             return Err(bad(
@@ -214,7 +260,9 @@ impl EncoderConfig {
     pub fn max_input_len(&self) -> usize {
         match self.arch() {
             Arch::Bert => self.max_position_embeddings,
-            Arch::Roberta => self.max_position_embeddings - self.pad_token_id as usize - 1,
+            Arch::Roberta | Arch::Mpnet => {
+                self.max_position_embeddings - self.pad_token_id as usize - 1
+            }
         }
     }
 }

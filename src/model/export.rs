@@ -123,6 +123,13 @@ pub fn write_peft_adapter(
         pt_metadata(),
         &dir.join("adapter_model.safetensors"),
     )?;
+    // PEFT matches `target_modules` against module names: write the names of the layers that
+    // were adapted (MPNet's `q`, `v` where the run said `query`, `value`).
+    let targets: std::collections::BTreeSet<&str> = map
+        .keys()
+        .filter_map(|k| k.strip_suffix(".lora_A.weight"))
+        .filter_map(|m| m.rsplit('.').next())
+        .collect();
     // serde_json's default map is a BTreeMap: keys come out sorted.
     let cfg = serde_json::json!({
         "base_model_name_or_path": base_model,
@@ -135,7 +142,7 @@ pub fn write_peft_adapter(
         "modules_to_save": ["classifier"],
         "peft_type": "LORA",
         "r": lora.r,
-        "target_modules": lora.targets,
+        "target_modules": targets,
         "task_type": "SEQ_CLS",
     });
     write_json(&dir.join("adapter_config.json"), &cfg)

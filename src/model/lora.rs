@@ -61,13 +61,24 @@ impl LoraConfig {
     }
 
     /// Whether the module at `path` (e.g. `encoder.layer.0.attention.self.query`) is adapted.
+    /// MPNet's attention projections are `attention.attn.{q,k,v,o}`; `query`, `key` and
+    /// `value` name them too, so the paper's `query,value` means the same layers on every
+    /// encoder.
     pub fn matches(&self, path: &str) -> bool {
         if path.starts_with("classifier") {
             return false;
         }
-        self.targets
-            .iter()
-            .any(|t| path == t || path.ends_with(&format!(".{t}")))
+        self.targets.iter().any(|t| {
+            let alias = match t.as_str() {
+                "query" => Some("attn.q"),
+                "key" => Some("attn.k"),
+                "value" => Some("attn.v"),
+                _ => None,
+            };
+            path == t
+                || path.ends_with(&format!(".{t}"))
+                || alias.is_some_and(|a| path.ends_with(&format!(".{a}")))
+        })
     }
 }
 

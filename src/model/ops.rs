@@ -90,30 +90,38 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tens
 }
 
 /// Multi-head attention of queries `q` `[b, lq, h]` over keys `k` and values `v` `[b, l, h]`
-/// with `heads` heads: per head softmax(scale · q kᵀ + mask) (⊙ keep) v, heads concatenated →
-/// `[b, lq, h]`. `mask` is additive `[b, 1, 1, l]`; `keep` an optional dropout mask on the
-/// probabilities `[b, heads, lq, l]` (0 or 1/(1-p)). Fused on CPU.
+/// with `heads` heads: per head softmax(scale · q kᵀ + position + mask) (⊙ keep) v, heads
+/// concatenated → `[b, lq, h]`. `mask` is additive `[b, 1, 1, l]`; `position` MPNet's
+/// relative-position bias `[heads, lq, l]`, shared by the batch; `keep` an optional dropout
+/// mask on the probabilities `[b, heads, lq, l]` (0 or 1/(1-p)). Fused on CPU, unless the
+/// position bias needs a gradient through autograd (then composed).
+#[allow(clippy::too_many_arguments)]
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     mask: &Tensor,
+    position: Option<&Tensor>,
     keep: Option<&Tensor>,
     heads: usize,
     scale: f64,
 ) -> Result<Tensor> {
-    if fused::applies(q) {
-        return Ok(fused::attention(q, k, v, mask, keep, heads, scale)?);
+    if fused::applies(q) && !position.is_some_and(Tensor::track_op) {
+        return Ok(fused::attention(
+            q, k, v, mask, position, keep, heads, scale,
+        )?);
     }
-    attention_composed(q, k, v, mask, keep, heads, scale)
+    attention_composed(q, k, v, mask, position, keep, heads, scale)
 }
 
 /// The composed reference of [`attention`] (any device): split heads, two batched matmuls.
+#[allow(clippy::too_many_arguments)]
 pub fn attention_composed(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
     mask: &Tensor,
+    position: Option<&Tensor>,
     keep: Option<&Tensor>,
     heads: usize,
     scale: f64,
@@ -128,7 +136,11 @@ pub fn attention_composed(
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
     // Plain tensor ops throughout (never the fused softmax row kernel), so that this is an
     // independent reference for the fused attention op and the path off the CPU.
-    let mut probs = softmax_last(&(q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?)?;
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if let Some(position) = position {
+        scores = scores.broadcast_add(&position.unsqueeze(0)?)?;
+    }
+    let mut probs = softmax_last(&scores.broadcast_add(mask)?)?;
     if let Some(keep) = keep {
         probs = probs.mul(keep)?;
     }

@@ -14,6 +14,7 @@
 //!   `∂s/∂y`.
 //! - a [`LayerNorm`](crate::model::bert::LayerNorm) runs with fresh `Var` copies of γ and β, whose gradients are then the
 //!   per-example gradients of the LayerNorm parameters (h values each, cheap to copy).
+//! - MPNet's relative attention bias table runs as a fresh `Var` copy too (32 × heads values);
 //! - the [`Embeddings`](crate::model::bert::Embeddings) put a probe on the sum word + position + token type (before the
 //!   embedding LayerNorm) and record the three id sequences, so the gradient of any embedding
 //!   row is the sum of the probe gradient over the tokens that use it.
@@ -54,6 +55,12 @@ pub enum Site {
         weight: Var,
         bias: Var,
     },
+    /// MPNet's relative attention bias table, run with this `Var` copy.
+    RelativeBias {
+        /// Id of `encoder.relative_attention_bias.weight` in the model.
+        key: TensorId,
+        weight: Var,
+    },
     /// A dense layer `y = x Wᵀ (+ s·(x Aᵀ) Bᵀ) + b`.
     Linear {
         /// Id of the layer's `weight` in the model.
@@ -73,6 +80,7 @@ impl Site {
         match self {
             Site::Embeddings { key, .. }
             | Site::LayerNorm { key, .. }
+            | Site::RelativeBias { key, .. }
             | Site::Linear { key, .. } => *key,
         }
     }
@@ -149,6 +157,21 @@ impl Recorder {
             key: weight.id(),
             weight: w,
             bias: b,
+        });
+        Ok(Some(out))
+    }
+
+    /// Called by the encoder with MPNet's relative attention bias table: a `Var` copy of it to
+    /// run with when it is recorded.
+    pub(crate) fn relative_bias(&self, table: &Tensor) -> Result<Option<Tensor>> {
+        if !self.records(table) {
+            return Ok(None);
+        }
+        let w = Var::from_tensor(&table.detach())?;
+        let out = w.as_tensor().clone();
+        self.sites.borrow_mut().push(Site::RelativeBias {
+            key: table.id(),
+            weight: w,
         });
         Ok(Some(out))
     }

@@ -18,9 +18,10 @@ const FORWARD_ABS_TOL: f32 = 1e-5;
 const GRAD_REL_TOL: f64 = 1e-4;
 /// The key bias's gradient is exactly 0 in exact arithmetic; ours is f32 round-off.
 const KEY_BIAS_ABS_TOL: f32 = 1e-5;
-/// MiniLM first-token features (6 layers, width 384, f32 on both sides, different summation
-/// orders in GEMM): measured differences are ~1e-6; 1e-4 leaves room for other CPUs' kernels.
-const MINILM_ABS_TOL: f32 = 1e-4;
+/// Real-model first-token features (MiniLM 6 × 384, MPNet 12 × 768; f32 on both sides,
+/// different summation orders in GEMM): measured differences are 1.4e-6 (MiniLM) and 7.5e-7
+/// (MPNet); 1e-4 leaves room for other CPUs' kernels.
+const REAL_ABS_TOL: f32 = 1e-4;
 
 struct Fixture {
     model: SequenceClassifier,
@@ -50,6 +51,11 @@ fn load_fixture(name: &str, trainable: Trainable) -> Fixture {
         expected,
         prefix: files.config.arch().prefix().to_string(),
     }
+}
+
+/// The attention key bias (BERT/RoBERTa, MPNet), whose true gradient is 0.
+fn is_key_bias(name: &str) -> bool {
+    name.ends_with("attention.self.key.bias") || name.ends_with("attention.attn.k.bias")
 }
 
 fn check_forward(name: &str) {
@@ -103,7 +109,7 @@ fn check_gradients(name: &str) {
                 .get(&format!("grad.{full}"))
                 .unwrap_or_else(|| panic!("{name}: fixture has no grad.{full}")),
         );
-        if pname.ends_with("attention.self.key.bias") {
+        if is_key_bias(pname) {
             // The key bias shifts every score of a query row by the same amount, which softmax
             // ignores: its true gradient is 0 (the reference holds ~1e-16 round-off).
             let norm = ours.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -207,6 +213,35 @@ fn bert_tokenizer_matches_transformers() {
 #[test]
 fn roberta_tokenizer_matches_transformers() {
     check_tokenizer("tiny-roberta");
+}
+
+#[test]
+fn mpnet_forward_matches_transformers() {
+    check_forward("tiny-mpnet");
+}
+
+#[test]
+fn mpnet_gradients_match_transformers() {
+    check_gradients("tiny-mpnet");
+}
+
+#[test]
+fn mpnet_tokenizer_matches_transformers() {
+    check_tokenizer("tiny-mpnet");
+}
+
+/// MPNet's relative-position buckets against transformers' `relative_position_bucket` over
+/// relative positions −300..300 (the exact, logarithmic and clipped ranges, both directions).
+#[test]
+fn mpnet_relative_buckets_match_transformers() {
+    let expected = util::load_tensors(&fixtures().join("tiny-mpnet/expected.safetensors"));
+    let rel = expected["relative_positions"].to_vec1::<i64>().unwrap();
+    let want = expected["relative_buckets"].to_vec1::<i64>().unwrap();
+    assert_eq!(rel.len(), 601);
+    for (r, w) in rel.iter().zip(&want) {
+        let got = lpft::model::config::relative_bucket(*r) as i64;
+        assert_eq!(got, *w, "relative position {r}");
+    }
 }
 
 #[test]
@@ -329,7 +364,22 @@ fn fresh_head_is_seeded_normal_with_zero_bias() {
 #[ignore = "needs LPFT_MODEL_DIR (the fetched MiniLM); scripts/test.sh sets it"]
 fn minilm_features_match_transformers() {
     let dir = std::env::var("LPFT_MODEL_DIR").expect("LPFT_MODEL_DIR");
-    let files = ModelFiles::open(Path::new(&dir)).unwrap();
+    check_real_features(Path::new(&dir), "minilm");
+}
+
+/// The paper-scale encoder (all-mpnet-base-v2, 12 × 768) against features stored by the
+/// generator from transformers' `MPNetModel`.
+#[test]
+#[ignore = "needs LPFT_MPNET_DIR (`lpft fetch-model mpnet`); .ci/run sets it"]
+fn mpnet_features_match_transformers() {
+    let dir = std::env::var("LPFT_MPNET_DIR").expect("LPFT_MPNET_DIR");
+    check_real_features(Path::new(&dir), "mpnet");
+}
+
+/// First-token features of the real model in `dir` on the sentences of the fixture `name`,
+/// tokenised by lpft, against transformers' (f32 on both sides).
+fn check_real_features(dir: &Path, name: &str) {
+    let files = ModelFiles::open(dir).unwrap();
     let ckpt = files.checkpoint(&Device::Cpu).unwrap();
     let opts = ModelOptions {
         num_labels: 3,
@@ -344,7 +394,7 @@ fn minilm_features_match_transformers() {
         "{:?}",
         report.unexpected
     );
-    let fx = fixtures().join("minilm");
+    let fx = fixtures().join(name);
     let expected = util::load_tensors(&fx.join("expected.safetensors"));
     let sentences: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(fx.join("sentences.json")).unwrap()).unwrap();
@@ -373,24 +423,33 @@ fn minilm_features_match_transformers() {
     assert_eq!(
         inputs.input_ids,
         util::ids(&expected["input_ids"]),
-        "MiniLM token ids"
+        "{name}: token ids"
     );
     assert_eq!(
-        inputs.token_type_ids,
-        util::ids(&expected["token_type_ids"]),
-        "MiniLM token types"
+        inputs.attention_mask,
+        util::ids(&expected["attention_mask"]),
+        "{name}: attention mask"
     );
+    // MPNet has no token types (its fixture stores none).
+    if let Some(types) = expected.get("token_type_ids") {
+        assert_eq!(
+            inputs.token_type_ids,
+            util::ids(types),
+            "{name}: token types"
+        );
+    }
     let feats = model.features(&inputs, &mut Mode::Eval).unwrap();
     let (d, i) = util::max_abs_diff(&util::values(&feats), &util::values(&expected["features"]));
+    println!("{name}: features differ by at most {d:e}");
     assert!(
-        d <= MINILM_ABS_TOL,
-        "MiniLM features differ by {d} at flat index {i}"
+        d <= REAL_ABS_TOL,
+        "{name}: features differ by {d} at flat index {i}"
     );
 }
 
 #[test]
 fn first_token_path_equals_the_full_forward() {
-    for name in ["tiny-bert", "tiny-roberta"] {
+    for name in ["tiny-bert", "tiny-roberta", "tiny-mpnet"] {
         let f = load_fixture(name, Trainable::None);
         let full = f.model.encoder.forward(&f.inputs, &mut Mode::Eval).unwrap();
         let first = f
@@ -475,7 +534,7 @@ fn fused_model_matches_composed_model_with_dropout() {
         for (name, v) in &r32.vars {
             let a = util::values(g32.get(v.as_tensor()).unwrap());
             let b = util::values(g64.get(r64.vars[name].as_tensor()).unwrap());
-            if name.ends_with("attention.self.key.bias") {
+            if is_key_bias(name) {
                 // Exactly 0 in exact arithmetic (softmax ignores a per-row shift).
                 continue;
             }
@@ -658,7 +717,7 @@ fn check_own_backward(tag: &str, files: &ModelFiles, inputs: &Inputs, dropout: b
             .grad(v)
             .unwrap_or_else(|| panic!("{tag}: no gradient for {name}"));
         let b = util::values(g64.get(r64.vars[name].as_tensor()).unwrap());
-        if name.ends_with("attention.self.key.bias") {
+        if is_key_bias(name) {
             // Exactly 0 in exact arithmetic (softmax ignores a per-row shift).
             let norm = a.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!(norm <= KEY_BIAS_ABS_TOL, "{tag}: {name} norm {norm}");
@@ -684,7 +743,7 @@ fn check_own_backward(tag: &str, files: &ModelFiles, inputs: &Inputs, dropout: b
 /// dropout off and on, FT and LoRA.
 #[test]
 fn own_backward_matches_autograd_on_the_fixtures() {
-    for name in ["tiny-bert", "tiny-roberta"] {
+    for name in ["tiny-bert", "tiny-roberta", "tiny-mpnet"] {
         let dir = fixtures().join(name);
         let files = ModelFiles::open(&dir).unwrap();
         let (_, inputs) = util::fixture_inputs(&dir);
@@ -796,7 +855,7 @@ fn own_backward_matches_autograd_over_many_rows() {
 #[test]
 fn own_backward_logit_gradients_match_transformers() {
     use lpft::model::backprop::Backprop;
-    for name in ["tiny-bert", "tiny-roberta"] {
+    for name in ["tiny-bert", "tiny-roberta", "tiny-mpnet"] {
         let f = load_fixture(name, Trainable::All);
         let vars: Vec<_> = f.report.vars.values().collect();
         let mut own = Backprop::new(&f.model, &vars).unwrap();
@@ -818,7 +877,7 @@ fn own_backward_logit_gradients_match_transformers() {
             };
             let ours = own.grad(var).unwrap();
             let theirs = util::values(&f.expected[&format!("grad.{full}")]);
-            if pname.ends_with("attention.self.key.bias") {
+            if is_key_bias(pname) {
                 let norm = ours.iter().map(|x| x * x).sum::<f32>().sqrt();
                 assert!(norm <= KEY_BIAS_ABS_TOL, "{name}: {full} norm {norm}");
                 continue;

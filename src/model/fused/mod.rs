@@ -334,8 +334,24 @@ impl CustomOp2 for MaskedSoftmaxOp {
 /// In place: row ← softmax(scale · row + mask) (mask additive, same length as the row).
 #[inline(always)]
 pub(crate) fn masked_softmax_row(row: &mut [f32], scale: f32, mask: &[f32]) {
-    for (v, m) in row.iter_mut().zip(mask) {
-        *v = *v * scale + m;
+    biased_softmax_row(row, scale, None, mask)
+}
+
+/// In place: row ← softmax(scale · row + bias + mask), summed in that order (as transformers'
+/// MPNet adds its position bias, then the mask); without `bias`, [`masked_softmax_row`].
+#[inline(always)]
+pub(crate) fn biased_softmax_row(row: &mut [f32], scale: f32, bias: Option<&[f32]>, mask: &[f32]) {
+    match bias {
+        Some(bias) => {
+            for ((v, b), m) in row.iter_mut().zip(bias).zip(mask) {
+                *v = *v * scale + b + m;
+            }
+        }
+        None => {
+            for (v, m) in row.iter_mut().zip(mask) {
+                *v = *v * scale + m;
+            }
+        }
     }
     let max = math::max(row);
     for v in row.iter_mut() {

@@ -117,6 +117,9 @@ pub(super) fn example_blocks(
                 Site::Embeddings { probe, .. } => {
                     grads[k].push(host_f32(&grad(probe.as_tensor(), probe.as_tensor())?)?);
                 }
+                Site::RelativeBias { weight, .. } => {
+                    grads[k].push(host_f32(&grad(weight.as_tensor(), weight.as_tensor())?)?);
+                }
                 Site::LayerNorm { weight, bias, .. } => {
                     let mut gw = host_f32(&grad(weight.as_tensor(), weight.as_tensor())?)?;
                     gw.extend(host_f32(&grad(bias.as_tensor(), bias.as_tensor())?)?);
@@ -156,6 +159,16 @@ pub(super) fn example_blocks(
                         _ => return Err(site_mismatch(info)),
                     };
                     blocks.push((p, aggregate_rows(ids, &flat, c, h)));
+                }
+            }
+            Site::RelativeBias { weight, .. } => {
+                let dim = weight.elem_count();
+                for &p in &info.params {
+                    if catalog.params[p].role != Role::RelativeBias {
+                        return Err(site_mismatch(info));
+                    }
+                    let rows: Vec<f64> = g.iter().flatten().map(|&v| f64::from(v)).collect();
+                    blocks.push((p, Block::Dense { rows, dim }));
                 }
             }
             Site::LayerNorm { weight, .. } => {

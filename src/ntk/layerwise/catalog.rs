@@ -15,6 +15,8 @@ pub(super) enum Role {
     Word,
     Position,
     TokenType,
+    /// MPNet's relative attention bias table (its own site, a `Var` copy).
+    RelativeBias,
 }
 
 /// A selected parameter: its report group and its role at the recording site.
@@ -44,8 +46,16 @@ pub(super) struct Catalog {
     pub(super) parameters: usize,
 }
 
+/// MPNet's relative attention bias table.
+const RELATIVE_BIAS: &str = "encoder.relative_attention_bias.weight";
+
 /// The key parameter name and role of a parameter name, and its pass unit.
 pub(super) fn classify(name: &str) -> Option<(String, Role, usize)> {
+    // MPNet's bias table feeds every layer; it costs no storage, so it rides with the
+    // embeddings' pass.
+    if name == RELATIVE_BIAS {
+        return Some((name.to_string(), Role::RelativeBias, 0));
+    }
     let unit = if name.starts_with("embeddings.") {
         0
     } else {
@@ -110,7 +120,7 @@ impl Catalog {
             // LoRA; the aggregated f64 rows of each embedding table.
             let bytes = match role {
                 Role::Word | Role::Position | Role::TokenType => 8 * c * h,
-                Role::Gamma | Role::Beta => 0,
+                Role::Gamma | Role::Beta | Role::RelativeBias => 0,
                 Role::Weight | Role::Bias | Role::LoraA | Role::LoraB => {
                     let (d_out, d_in) = (key_dims[0], key_dims[1]);
                     let r = if matches!(role, Role::LoraA | Role::LoraB) {

@@ -63,13 +63,15 @@ pub enum ParamGroup {
     PositionEmbeddings,
     /// `embeddings.token_type_embeddings.weight`.
     TokenTypeEmbeddings,
-    /// `attention.self.query.weight` of every layer.
+    /// MPNet's `encoder.relative_attention_bias.weight`.
+    RelativeAttentionBias,
+    /// `attention.self.query.weight` of every layer (MPNet: `attention.attn.q.weight`).
     Query,
-    /// `attention.self.key.weight`.
+    /// `attention.self.key.weight` (`attention.attn.k.weight`).
     Key,
-    /// `attention.self.value.weight`.
+    /// `attention.self.value.weight` (`attention.attn.v.weight`).
     Value,
-    /// `attention.output.dense.weight`.
+    /// `attention.output.dense.weight` (`attention.attn.o.weight`).
     AttentionOutput,
     /// `intermediate.dense.weight` (FFN in).
     Intermediate,
@@ -97,10 +99,15 @@ impl ParamGroup {
             n if n.ends_with(".lora_A.weight") => ParamGroup::LoraA,
             n if n.ends_with(".lora_B.weight") => ParamGroup::LoraB,
             n if n.ends_with(".bias") => ParamGroup::Bias,
+            "encoder.relative_attention_bias.weight" => ParamGroup::RelativeAttentionBias,
             n if n.ends_with("attention.self.query.weight") => ParamGroup::Query,
             n if n.ends_with("attention.self.key.weight") => ParamGroup::Key,
             n if n.ends_with("attention.self.value.weight") => ParamGroup::Value,
             n if n.ends_with("attention.output.dense.weight") => ParamGroup::AttentionOutput,
+            n if n.ends_with("attention.attn.q.weight") => ParamGroup::Query,
+            n if n.ends_with("attention.attn.k.weight") => ParamGroup::Key,
+            n if n.ends_with("attention.attn.v.weight") => ParamGroup::Value,
+            n if n.ends_with("attention.attn.o.weight") => ParamGroup::AttentionOutput,
             n if n.ends_with("intermediate.dense.weight") => ParamGroup::Intermediate,
             n if n.ends_with("output.dense.weight") => ParamGroup::Output,
             _ => return None,
@@ -113,6 +120,7 @@ impl ParamGroup {
             ParamGroup::WordEmbeddings => "word-embeddings",
             ParamGroup::PositionEmbeddings => "position-embeddings",
             ParamGroup::TokenTypeEmbeddings => "token-type-embeddings",
+            ParamGroup::RelativeAttentionBias => "relative-attention-bias",
             ParamGroup::Query => "query",
             ParamGroup::Key => "key",
             ParamGroup::Value => "value",
