@@ -5,7 +5,8 @@
 //! NeurIPS 2024) describe, and for analysing the result. The pipeline:
 //!
 //! 1. [`hub::models`] resolves a model (built-in `minilm`, a local directory, a hub id) to files;
-//!    [`model`] loads BERT/RoBERTa encoders from Hugging Face checkpoints and adds the paper's head.
+//!    [`model`] loads BERT, RoBERTa and MPNet encoders from Hugging Face checkpoints and adds
+//!    the paper's head.
 //! 2. [`data`] reads tasks in their original formats and applies the paper's split protocol;
 //!    [`data::batch`] tokenises and pads.
 //! 3. [`probe`] extracts frozen first-token features φ(x) in eval mode.

@@ -1,4 +1,4 @@
-//! Encoders and the classification model: config, checkpoint loading, BERT/RoBERTa, the head.
+//! Encoders and the classification model: config, checkpoint loading, BERT/RoBERTa/MPNet, the head.
 //!
 //! `SequenceClassifier` mirrors Hugging Face's `*ForSequenceClassification` tree (`bert.` /
 //! `roberta.` encoder + `classifier`), but with the paper's single linear head on the first token.
