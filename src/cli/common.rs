@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::Context;
 use candle_core::Device;
+use clap::builder::PossibleValuesParser;
 use clap::Args;
 
 use lpft::data::{self, Example, FileFormat, FileSpec, LabelMap, LoadOptions, Split};
@@ -99,13 +100,26 @@ pub fn progress_bar(n: usize, what: &str) -> indicatif::ProgressBar {
     pb
 }
 
+/// The built-in task names, from the task registry ([`data::Task::ALL`]), as clap's possible
+/// values: `--help` lists them, and a misspelt one is a usage error that lists them too.
+pub fn task_parser() -> PossibleValuesParser {
+    PossibleValuesParser::new(data::Task::ALL.map(data::Task::name))
+}
+
+/// `what`, then the task registry's names in brackets (for options that take other values too).
+pub fn task_help(what: &str) -> String {
+    let names: Vec<&str> = data::Task::ALL.iter().map(|t| t.name()).collect();
+    format!("{what} [built-in tasks: {}]", names.join(", "))
+}
+
 /// Which examples to read: a built-in task (with the paper's split protocol) or a user file.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Built-in task: cb, rte, boolq, wic, wsc, sst2, mrpc, cola, glue-rte, sst5, sst5-3, dynasent, dynasent-r1, dynasent-r2.
+    /// Built-in task.
     #[arg(
         long,
         short = 't',
+        value_parser = task_parser(),
         required_unless_present = "file",
         conflicts_with = "file"
     )]

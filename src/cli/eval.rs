@@ -19,7 +19,7 @@ pub struct EvalArgs {
     #[arg(long, short = 's', default_value = "test")]
     pub split: Split,
     /// Evaluate on another task with the same label names (e.g. dynasent for a sst5-3 run).
-    #[arg(long, short = 't')]
+    #[arg(long, short = 't', value_parser = super::common::task_parser())]
     pub task: Option<String>,
     /// Data directory searched first for a built-in task (default: the run's); then
     /// $LPFT_DATA_DIR, ./data, $LPFT_HOME/data and lpft's embedded copy.

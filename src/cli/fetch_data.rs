@@ -4,15 +4,22 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::PossibleValuesParser;
 use clap::Args;
 
 use lpft::hub::datasets::{self, FetchOptions, Manifest, Outcome};
 
+/// `all` and the task registry's names.
+fn task_or_all() -> PossibleValuesParser {
+    let names = lpft::data::Task::ALL.map(lpft::data::Task::name);
+    PossibleValuesParser::new(std::iter::once("all").chain(names))
+}
+
 #[derive(Args, Debug)]
 pub struct FetchDataArgs {
-    /// Tasks to install (`all`, the default, is every task with a pinned source: cb, rte, wic,
-    /// sst2, mrpc, cola, sst5 (also sst5-3), dynasent (also dynasent-r1, dynasent-r2)).
-    #[arg(value_name = "TASK")]
+    /// Tasks to install; `all` (the default) is every task with a pinned source (a task without
+    /// one is an error that lists those that have one).
+    #[arg(value_name = "TASK", value_parser = task_or_all())]
     pub tasks: Vec<String>,
     /// Never touch the network: verify what is installed and list what is missing (also when
     /// HF_HUB_OFFLINE or LPFT_OFFLINE is set).

@@ -17,7 +17,7 @@ use super::common::{self, ModelArgs};
 #[derive(Args, Debug)]
 pub struct LpPathArgs {
     /// Built-in task.
-    #[arg(long, short = 't')]
+    #[arg(long, short = 't', value_parser = common::task_parser())]
     pub task: String,
     #[command(flatten)]
     pub model: ModelArgs,

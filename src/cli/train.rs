@@ -16,8 +16,10 @@ use lpft::stages::train::{self, RunOptions};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Built-in task (cb, rte, boolq, wic, wsc, sst2, mrpc, cola, sst5-3, ...).
-    #[arg(long, short = 't')]
+    // Not restricted to the registry: with --train-file it names the run.
+    #[arg(long, short = 't', help = super::common::task_help(
+        "Built-in task, or with --train-file the run's name (default: the file stem)",
+    ))]
     pub task: Option<String>,
     /// Method: lp, ft, lp-ft, lora, lp-lora.
     #[arg(long)]

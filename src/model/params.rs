@@ -70,7 +70,10 @@ fn read_pickle(path: &Path) -> Result<Vec<(String, Tensor)>> {
         let mut entry = zip
             .by_index(i)
             .map_err(|e| bad(format!("unreadable member {i}: {e}")))?;
-        let name = entry.name().to_string();
+        let name = entry
+            .name()
+            .map_err(|e| bad(format!("member {i} has an unreadable name: {e}")))?
+            .to_string();
         // Reading a member to its end makes the zip crate check its CRC-32.
         std::io::copy(&mut entry, &mut std::io::sink())
             .map_err(|e| bad(format!("member {name} is corrupted: {e}")))?;

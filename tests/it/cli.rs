@@ -788,3 +788,24 @@ fn reproduce_rejects_a_misspelt_override_naming_it() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.toml") && err.contains("epoch"), "{err}");
 }
+
+/// Every command that takes a task lists the task registry's names in its help, and a name
+/// outside the registry is a usage error (exit 2) that lists them.
+#[test]
+fn task_options_list_the_registry() {
+    for cmd in ["train", "data", "eval", "lp-path", "fetch-data"] {
+        let help = ok(&[cmd, "--help"]);
+        for task in lpft::data::Task::ALL {
+            assert!(
+                help.contains(task.name()),
+                "{cmd} --help lacks {}",
+                task.name()
+            );
+        }
+    }
+    let err = fails(&["data", "--task", "nope"]);
+    assert!(
+        err.contains("possible values") && err.contains("dynasent-r2"),
+        "{err}"
+    );
+}

@@ -159,32 +159,33 @@ impl Table {
         s
     }
 
-    /// CSV: a statistic becomes three columns (`name`, `name std`, `name n`); text stays text.
+    /// CSV (RFC 4180 through `csv::Writer`: fields with a comma, quote, `\r` or `\n` quoted):
+    /// a statistic becomes three columns (`name`, `name std`, `name n`); text stays text.
     pub fn to_csv(&self) -> String {
-        let esc = |s: &str| {
-            if s.contains([',', '"', '\n']) {
-                format!("\"{}\"", s.replace('"', "\"\""))
-            } else {
-                s.to_string()
-            }
-        };
         let has_stat: Vec<bool> = (0..self.columns.len())
             .map(|j| self.rows.iter().any(|r| matches!(r[j], Value::Stat(_))))
             .collect();
         let mut header = Vec::new();
         for (c, &st) in self.columns.iter().zip(&has_stat) {
-            header.push(esc(&c.name));
+            header.push(c.name.clone());
             if st {
-                header.push(esc(&format!("{} std", c.name)));
-                header.push(esc(&format!("{} n", c.name)));
+                header.push(format!("{} std", c.name));
+                header.push(format!("{} n", c.name));
             }
         }
-        let mut out = header.join(",") + "\n";
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(Vec::new());
+        // Writing into a Vec cannot fail, and every record has the header's length.
+        let write = |w: &mut csv::Writer<Vec<u8>>, cells: &[String]| {
+            w.write_record(cells).expect("CSV into memory");
+        };
+        write(&mut w, &header);
         for r in &self.rows {
             let mut cells = Vec::new();
             for (v, &st) in r.iter().zip(&has_stat) {
                 match v {
-                    Value::Text(t) => cells.push(esc(t)),
+                    Value::Text(t) => cells.push(t.clone()),
                     Value::Num(x) => cells.push(format!("{x}")),
                     Value::Stat(s) => cells.push(format!("{}", s.mean)),
                     Value::Missing => cells.push(String::new()),
@@ -199,9 +200,10 @@ impl Table {
                     }
                 }
             }
-            out.push_str(&(cells.join(",") + "\n"));
+            write(&mut w, &cells);
         }
-        out
+        let bytes = w.into_inner().expect("CSV into memory");
+        String::from_utf8(bytes).expect("CSV of UTF-8 strings is UTF-8")
     }
 
     /// An HTML `<table>` with the title and caption.
@@ -261,6 +263,28 @@ mod tests {
         let html = t.to_html();
         assert!(html.contains("<td>60.00 ± 14.14</td>"), "{html}");
         assert!(html.contains("<td class=\"t\">ft</td>"), "{html}");
+    }
+
+    /// Text with commas, quotes, `\r` and `\n` survives a round trip through a CSV reader.
+    #[test]
+    fn csv_quotes_every_special_character() {
+        let mut t = Table::new(
+            "t",
+            "T",
+            "c",
+            &[("method", Fmt::Plain), ("note", Fmt::Plain)],
+        );
+        let tricky = ["a,b", "say \"hi\"", "line\rreturn", "two\nlines", "plain"];
+        for (i, x) in tricky.iter().enumerate() {
+            t.push(vec![
+                Value::Text(format!("m{i}")),
+                Value::Text(x.to_string()),
+            ]);
+        }
+        let csv = t.to_csv();
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let got: Vec<String> = r.records().map(|rec| rec.unwrap()[1].to_string()).collect();
+        assert_eq!(got, tricky, "{csv:?}");
     }
 
     #[test]
