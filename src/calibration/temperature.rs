@@ -39,10 +39,10 @@ const ADAM_EPS: f64 = 1e-8;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum TsMethod {
-    /// Exact minimiser: safeguarded Newton on `β = 1/T` (convex), to `tol` in `log T`.
+    /// The exact minimiser (safeguarded Newton on the convex β = 1/T; the default).
     #[default]
     Lbfgs,
-    /// PAPER: Adam on `T` from 1, lr `lr`, early stopping with `patience`, at most `max_steps`.
+    /// The paper's: Adam on T from 1 (lr 1e-3), early stopping with patience 10.
     Adam,
 }
 

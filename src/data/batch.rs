@@ -14,13 +14,15 @@ use crate::error::{Error, Result};
 use crate::model::Inputs;
 
 /// How batches are padded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Padding {
     /// To the longest sequence in the batch.
     #[default]
+    #[value(alias = "longest")]
     Dynamic,
     /// To `max_len` always (the reference's `pad_to_max_length`).
+    #[value(alias = "max_length")]
     Fixed,
 }
 

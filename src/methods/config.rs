@@ -17,7 +17,19 @@ use crate::optim::AdamWConfig;
 use crate::probe::logreg::SklearnCompat;
 
 /// A fine-tuning method of the paper.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
     /// Linear probing: logistic regression on frozen features.
@@ -25,10 +37,12 @@ pub enum Method {
     /// Full fine-tuning from a random head.
     Ft,
     /// LP, then full fine-tuning from the LP head.
+    #[value(alias = "lp_ft")]
     LpFt,
     /// LoRA on the chosen modules, head trainable, from a random head.
     Lora,
     /// LP, then LoRA from the LP head.
+    #[value(alias = "lp_lora")]
     LpLora,
 }
 

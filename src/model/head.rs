@@ -14,11 +14,12 @@ use crate::model::params::Params;
 use crate::model::Inputs;
 
 /// How φ(x) is read from the final hidden states.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The first token's state (the paper's head).
     #[default]
+    #[value(alias = "cls")]
     First,
     /// The mean of the non-pad tokens' states.
     Mean,

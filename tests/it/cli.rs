@@ -809,3 +809,75 @@ fn task_options_list_the_registry() {
         "{err}"
     );
 }
+
+/// transformers' spellings of the common flags are aliases: a run made with them records the
+/// same config as one made with lpft's own spellings.
+#[test]
+fn transformers_flag_spellings_are_aliases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().display().to_string();
+    let model = tiny("tiny-bert");
+    let config = || {
+        let path = tmp.path().join("cb/lp/seed-1001/config.json");
+        std::fs::read_to_string(path).unwrap()
+    };
+    let common = [
+        "train",
+        "--task",
+        "cb",
+        "--method",
+        "lp",
+        "--max-train-samples",
+        "40",
+    ];
+    let ours = [
+        "--model",
+        &model,
+        "-o",
+        &out,
+        "--lr",
+        "1e-5",
+        "--epochs",
+        "1",
+        "--max-len",
+        "32",
+        "--batch-size",
+        "4",
+    ];
+    ok(&[&common[..], &ours[..]].concat());
+    let want = config();
+    let theirs = [
+        "--model-name-or-path",
+        &model,
+        "--output-dir",
+        &out,
+        "--learning-rate",
+        "1e-5",
+        "--num-train-epochs",
+        "1",
+        "--max-seq-length",
+        "32",
+        "--per-device-train-batch-size",
+        "4",
+        "--overwrite",
+    ];
+    ok(&[&common[..], &theirs[..]].concat());
+    assert_eq!(config(), want);
+    assert!(want.contains("\"max_len\": 32"), "{want}");
+}
+
+/// Enumerated options list their values in --help.
+#[test]
+fn enum_options_list_their_values() {
+    let help = ok(&["train", "--help"]);
+    for value in ["lp-ft", "lp-lora", "dynamic", "fixed", "first", "mean"] {
+        assert!(help.contains(value), "train --help lacks {value}");
+    }
+    let help = ok(&["calibrate", "--help"]);
+    assert!(help.contains("lbfgs") && help.contains("adam"), "{help}");
+    let help = ok(&["ntk", "--help"]);
+    assert!(
+        help.contains("token-pairs") && help.contains("materialize"),
+        "{help}"
+    );
+}
