@@ -57,6 +57,13 @@ pub struct TrainArgs {
     /// Linear warm-up steps (default 0).
     #[arg(long)]
     pub warmup_steps: Option<usize>,
+    /// Warm-up as a share of all steps, rounded up; used when --warmup-steps is 0 (default 0).
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Stop after N epochs in a row without a better validation score (default: run every
+    /// epoch, as the paper); the best epoch is kept either way.
+    #[arg(long)]
+    pub early_stopping_patience: Option<usize>,
     /// Global gradient-norm clip (default 1.0; 0 disables).
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
@@ -205,6 +212,10 @@ impl TryFrom<&TrainArgs> for RunConfig {
         t.batch_size = a.batch_size.unwrap_or(t.batch_size);
         t.lr = a.lr.unwrap_or(t.lr);
         t.warmup_steps = a.warmup_steps.unwrap_or(t.warmup_steps);
+        t.warmup_ratio = a.warmup_ratio.unwrap_or(t.warmup_ratio);
+        if a.early_stopping_patience.is_some() {
+            t.early_stopping_patience = a.early_stopping_patience;
+        }
         t.max_grad_norm = a.max_grad_norm.unwrap_or(t.max_grad_norm);
         t.adamw.weight_decay = a.weight_decay.unwrap_or(t.adamw.weight_decay);
         t.eval_batch_size = a.eval_batch_size.unwrap_or(t.eval_batch_size);

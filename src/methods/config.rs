@@ -200,12 +200,37 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Linear warm-up steps (0 in the reference).
     pub warmup_steps: usize,
+    /// Warm-up as a share of all steps, rounded up (transformers' `warmup_ratio`); used only
+    /// when `warmup_steps` is 0, as there. 0 in the reference.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub warmup_ratio: f64,
+    /// Stop after this many epochs in a row without a better validation score (transformers'
+    /// `EarlyStoppingCallback`); `None` (the paper) runs every epoch. The best epoch's
+    /// parameters are kept either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping_patience: Option<usize>,
     /// Global L2 gradient-norm clip; 1.0 in the reference trainer, which the paper does not
     /// mention. 0 disables clipping.
     pub max_grad_norm: f64,
     pub adamw: AdamWConfig,
     /// Examples per forward pass when evaluating.
     pub eval_batch_size: usize,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+impl TrainConfig {
+    /// The warm-up steps of a stage of `total_steps`: `warmup_steps`, or else
+    /// ⌈`warmup_ratio` · total⌉ (transformers' `TrainingArguments.get_warmup_steps`).
+    pub fn warmup(&self, total_steps: usize) -> usize {
+        if self.warmup_steps > 0 {
+            self.warmup_steps
+        } else {
+            (self.warmup_ratio * total_steps as f64).ceil() as usize
+        }
+    }
 }
 
 /// One run: task × method × seed and every setting that affects its numbers.
@@ -265,6 +290,8 @@ impl RunConfig {
                 batch_size,
                 lr,
                 warmup_steps: 0,
+                warmup_ratio: 0.0,
+                early_stopping_patience: None,
                 max_grad_norm: 1.0,
                 adamw: AdamWConfig::default(),
                 eval_batch_size: 32,
@@ -306,6 +333,15 @@ impl RunConfig {
             if t.max_grad_norm < 0.0 {
                 return Err(bad("max_grad_norm", "must be ≥ 0".into()));
             }
+            if !(0.0..=1.0).contains(&t.warmup_ratio) {
+                return Err(bad(
+                    "warmup_ratio",
+                    format!("{} is not in [0, 1]", t.warmup_ratio),
+                ));
+            }
+            if t.early_stopping_patience == Some(0) {
+                return Err(bad("early_stopping_patience", "must be at least 1".into()));
+            }
         }
         if t.eval_batch_size == 0 {
             return Err(bad("eval_batch_size", "must be at least 1".into()));
@@ -331,5 +367,34 @@ impl RunConfig {
             return Err(bad("max_train_samples", "must be at least 1".into()));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// transformers' rule: explicit steps win; otherwise the ratio of all steps, rounded up.
+    #[test]
+    fn warmup_steps_win_over_the_ratio_which_rounds_up() {
+        let mut t = RunConfig::paper_defaults("cb", Method::Ft, "minilm", 1001).train;
+        assert_eq!(t.warmup(320), 0);
+        t.warmup_ratio = 0.1;
+        assert_eq!(t.warmup(320), 32);
+        assert_eq!(t.warmup(321), 33);
+        t.warmup_steps = 5;
+        assert_eq!(t.warmup(321), 5);
+    }
+
+    /// New optional fields stay out of a default config's JSON, so configs and the hashes
+    /// made from them are those of earlier versions.
+    #[test]
+    fn default_train_config_serialises_as_before() {
+        let t = RunConfig::paper_defaults("cb", Method::Ft, "minilm", 1001).train;
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(
+            !json.contains("warmup_ratio") && !json.contains("patience"),
+            "{json}"
+        );
     }
 }

@@ -36,6 +36,19 @@ pub struct TrainState {
     pub best_epoch: Option<usize>,
     /// Per-epoch records so far.
     pub history: Vec<EpochRecord>,
+    /// The epoch after which early stopping ended the stage, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early: Option<usize>,
+}
+
+impl TrainState {
+    /// Whether `patience` epochs in a row have passed without a better validation score.
+    fn out_of_patience(&self, patience: Option<usize>) -> bool {
+        match (patience, self.best_epoch) {
+            (Some(p), Some(best)) => self.epochs_done >= best + p,
+            _ => false,
+        }
+    }
 }
 
 /// Where the gradient stage keeps its resumable state and its best parameters: the run
@@ -196,10 +209,12 @@ pub fn train(
     let cfg = inputs.cfg;
     let n = inputs.train.len();
     let steps_per_epoch = n.div_ceil(cfg.batch_size);
+    let total_steps = steps_per_epoch * cfg.epochs;
+    // As transformers: the schedule spans every epoch even when early stopping may end sooner.
     let schedule = LinearSchedule {
         peak_lr: cfg.lr,
-        warmup_steps: cfg.warmup_steps,
-        total_steps: steps_per_epoch * cfg.epochs,
+        warmup_steps: cfg.warmup(total_steps),
+        total_steps,
     };
     let mut opt = AdamW::new(vars, cfg.adamw);
     let mut backward = Backward::for_model(model, &opt)?;
@@ -214,6 +229,9 @@ pub fn train(
     }
     let streams = Streams::new(inputs.seed);
     for epoch in state.epochs_done + 1..=cfg.epochs {
+        if state.out_of_patience(cfg.early_stopping_patience) {
+            break;
+        }
         let start = std::time::Instant::now();
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut streams.get(&format!("data_order/epoch-{epoch}")));
@@ -271,6 +289,14 @@ pub fn train(
         state.history.push(record.clone());
         state.epochs_done = epoch;
         state.step = opt.step_count();
+        if epoch < cfg.epochs && state.out_of_patience(cfg.early_stopping_patience) {
+            state.stopped_early = Some(epoch);
+            observer.stage(&format!(
+                "early stopping: no better validation score for {} epochs (best: epoch {})",
+                epoch - state.best_epoch.unwrap_or(epoch),
+                state.best_epoch.unwrap_or(epoch)
+            ));
+        }
         let (_, moments) = opt.state()?;
         ckpt.save_state(vars, &moments, &state)?;
         // After the state is on disk: an observer that stops the process here loses nothing.

@@ -864,6 +864,9 @@ fn transformers_flag_spellings_are_aliases() {
     ok(&[&common[..], &theirs[..]].concat());
     assert_eq!(config(), want);
     assert!(want.contains("\"max_len\": 32"), "{want}");
+    // --warmup-ratio (transformers' spelling and lpft's) is recorded in the run's config.
+    ok(&[&common[..], &ours[..], &["--warmup-ratio", "0.25", "--overwrite"]].concat());
+    assert!(config().contains("\"warmup_ratio\": 0.25"), "{}", config());
 }
 
 /// Enumerated options list their values in --help.
@@ -880,4 +883,64 @@ fn enum_options_list_their_values() {
         help.contains("token-pairs") && help.contains("materialize"),
         "{help}"
     );
+}
+
+/// `--early-stopping-patience 1` ends the stage after the first epoch that does not beat the
+/// best validation score, keeps the best epoch, and changes nothing before it stops: its epochs
+/// are those of a run without it.
+#[test]
+fn early_stopping_ends_after_patience_epochs_without_improvement() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny("tiny-bert");
+    let run = |out: &str, extra: &[&str]| {
+        let dir = tmp.path().join(out);
+        let dir_s = dir.display().to_string();
+        let args = [
+            "train",
+            "--task",
+            "cb",
+            "--method",
+            "ft",
+            "--model",
+            &model,
+            "--epochs",
+            "6",
+            "--max-train-samples",
+            "40",
+            "-o",
+            &dir_s,
+        ];
+        ok(&[&args[..], extra].concat());
+        let run = dir.join("cb/ft/seed-1001");
+        let metrics: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("metrics.json")).unwrap())
+                .unwrap();
+        let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+        (
+            metrics,
+            history.lines().map(str::to_string).collect::<Vec<_>>(),
+        )
+    };
+    let (m, stopped) = run("patience", &["--early-stopping-patience", "1"]);
+    let (full_m, full) = run("full", &[]);
+    let (ran, best) = (
+        m["epochs_run"].as_u64().unwrap(),
+        m["best_epoch"].as_u64().unwrap(),
+    );
+    // On this fixture the validation accuracy does not improve after epoch 1.
+    assert!(ran < 6, "early stopping never triggered: {m}");
+    assert_eq!(ran, best + 1, "stops one epoch after the best: {m}");
+    assert_eq!(full_m["epochs_run"].as_u64(), Some(6));
+    assert_eq!(stopped.len() as u64, ran);
+    // Same epochs until it stopped (the wall-clock fields aside).
+    let strip = |line: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("seconds");
+        o.remove("examples_per_s");
+        v
+    };
+    for (a, b) in stopped.iter().zip(&full) {
+        assert_eq!(strip(a), strip(b));
+    }
 }
