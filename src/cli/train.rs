@@ -64,6 +64,10 @@ pub struct TrainArgs {
     /// epoch, as the paper); the best epoch is kept either way.
     #[arg(long)]
     pub early_stopping_patience: Option<usize>,
+    /// Write log_history.jsonl: loss, grad_norm and learning_rate every N optimiser steps and
+    /// eval_* after every epoch, with transformers' Trainer key names.
+    #[arg(long)]
+    pub logging_steps: Option<usize>,
     /// Global gradient-norm clip (default 1.0; 0 disables).
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
@@ -213,6 +217,9 @@ impl TryFrom<&TrainArgs> for RunConfig {
         t.lr = a.lr.unwrap_or(t.lr);
         t.warmup_steps = a.warmup_steps.unwrap_or(t.warmup_steps);
         t.warmup_ratio = a.warmup_ratio.unwrap_or(t.warmup_ratio);
+        if a.logging_steps.is_some() {
+            t.logging_steps = a.logging_steps;
+        }
         if a.early_stopping_patience.is_some() {
             t.early_stopping_patience = a.early_stopping_patience;
         }

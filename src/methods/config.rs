@@ -209,6 +209,11 @@ pub struct TrainConfig {
     /// parameters are kept either way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping_patience: Option<usize>,
+    /// Log the training loss, gradient norm and learning rate every this many optimiser steps
+    /// (and the validation metrics every epoch) to `log_history.jsonl`, with transformers'
+    /// key names; `None` writes no such file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging_steps: Option<usize>,
     /// Global L2 gradient-norm clip; 1.0 in the reference trainer, which the paper does not
     /// mention. 0 disables clipping.
     pub max_grad_norm: f64,
@@ -292,6 +297,7 @@ impl RunConfig {
                 warmup_steps: 0,
                 warmup_ratio: 0.0,
                 early_stopping_patience: None,
+                logging_steps: None,
                 max_grad_norm: 1.0,
                 adamw: AdamWConfig::default(),
                 eval_batch_size: 32,
@@ -338,6 +344,9 @@ impl RunConfig {
                     "warmup_ratio",
                     format!("{} is not in [0, 1]", t.warmup_ratio),
                 ));
+            }
+            if t.logging_steps == Some(0) {
+                return Err(bad("logging_steps", "must be at least 1".into()));
             }
             if t.early_stopping_patience == Some(0) {
                 return Err(bad("early_stopping_patience", "must be at least 1".into()));

@@ -25,6 +25,56 @@ pub struct EpochRecord {
     pub examples_per_s: f64,
 }
 
+/// One line of `log_history.jsonl`, with transformers' `Trainer` key names
+/// (`trainer_state.json`'s `log_history`): a training entry every `logging_steps` optimiser
+/// steps (`loss` averaged over the steps since the last one in the same epoch, so that a resumed
+/// run logs what an uninterrupted one does; `grad_norm` of the logged step
+/// before clipping, `learning_rate` for the next step, as Trainer logs it after the scheduler
+/// steps), and an evaluation entry after every epoch (`eval_*`, on the validation split).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogEntry {
+    /// Fractional epoch: completed epochs plus the share of the current one.
+    pub epoch: f64,
+    /// Optimiser steps so far.
+    pub step: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_norm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning_rate: Option<f64>,
+    /// Validation cross-entropy (nats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_accuracy: Option<f64>,
+    /// Macro F1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_f1: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_mcc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_ece: Option<f64>,
+}
+
+impl LogEntry {
+    /// The evaluation entry of validation metrics `m` at (`epoch`, `step`).
+    pub fn eval(epoch: f64, step: usize, m: &Metrics) -> Self {
+        Self {
+            epoch,
+            step,
+            loss: None,
+            grad_norm: None,
+            learning_rate: None,
+            eval_loss: Some(m.nll),
+            eval_accuracy: Some(m.accuracy),
+            eval_f1: Some(m.f1_macro),
+            eval_mcc: Some(m.mcc),
+            eval_ece: Some(m.ece),
+        }
+    }
+}
+
 /// Progress callbacks; the library never prints. Every method has a no-op default.
 pub trait Observer {
     /// A stage begins or a notable event happens (one line of text).

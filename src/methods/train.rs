@@ -17,7 +17,7 @@ use crate::data::TaskMetric;
 use crate::error::{Error, Result};
 use crate::methods::config::TrainConfig;
 use crate::methods::evaluate;
-use crate::methods::progress::{EpochRecord, Observer};
+use crate::methods::progress::{EpochRecord, LogEntry, Observer};
 use crate::model::backprop::Backprop;
 use crate::model::{ops, Mode, SequenceClassifier};
 use crate::optim::schedule::{clip_factor, global_grad_norm, LinearSchedule};
@@ -39,6 +39,9 @@ pub struct TrainState {
     /// The epoch after which early stopping ended the stage, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped_early: Option<usize>,
+    /// `log_history.jsonl`'s entries so far (with `logging_steps`), completed epochs only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<LogEntry>,
 }
 
 impl TrainState {
@@ -238,6 +241,8 @@ pub fn train(
         let mut dropout_rng = streams.get(&format!("dropout/epoch-{epoch}"));
         observer.start_epoch(epoch, cfg.epochs, steps_per_epoch);
         let (mut loss_sum, mut norm_sum, mut lr) = (0.0, 0.0, cfg.lr);
+        // Loss since the last step-log entry, and how many steps it sums.
+        let (mut log_loss, mut log_steps) = (0.0, 0usize);
         for (i, idx) in order.chunks(cfg.batch_size).enumerate() {
             let rows: Vec<&Encoded> = idx.iter().map(|&j| &inputs.train[j]).collect();
             let labels: Vec<usize> = idx.iter().map(|&j| inputs.train_labels[j]).collect();
@@ -259,6 +264,23 @@ pub fn train(
             )?;
             loss_sum += out.loss;
             norm_sum += out.grad_norm;
+            (log_loss, log_steps) = (log_loss + out.loss, log_steps + 1);
+            let done = opt.step_count();
+            if cfg.logging_steps.is_some_and(|k| done.is_multiple_of(k)) {
+                state.log.push(LogEntry {
+                    epoch: (epoch - 1) as f64 + (i + 1) as f64 / steps_per_epoch as f64,
+                    step: done,
+                    loss: Some(log_loss / log_steps as f64),
+                    grad_norm: Some(out.grad_norm),
+                    learning_rate: Some(schedule.lr(done)),
+                    eval_loss: None,
+                    eval_accuracy: None,
+                    eval_f1: None,
+                    eval_mcc: None,
+                    eval_ece: None,
+                });
+                (log_loss, log_steps) = (0.0, 0);
+            }
             observer.step(i + 1, out.loss, idx.len());
         }
         let train_seconds = start.elapsed().as_secs_f64();
@@ -269,6 +291,11 @@ pub fn train(
             inputs.validation_labels,
             cfg.eval_batch_size,
         )?;
+        if cfg.logging_steps.is_some() {
+            state
+                .log
+                .push(LogEntry::eval(epoch as f64, opt.step_count(), &validation));
+        }
         let s = score(inputs.metric, &validation);
         // REF: HF keeps the first epoch with the best score (a later tie does not replace it).
         if state.best_score.is_none_or(|b| s > b) {

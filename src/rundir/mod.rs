@@ -6,6 +6,7 @@
 //!   lp.json                LP stage summary (LpSummary; LP, LP-FT, LP-LoRA)
 //!   lp_head.safetensors    the head at the start of the gradient stage
 //!   history.jsonl          one EpochRecord per epoch
+//!   log_history.jsonl      step-level Trainer-style entries (with --logging-steps)
 //!   head.safetensors       classifier.weight [C, h], classifier.bias [C]
 //!   model/                 FT, LP-FT: Hugging Face layout
 //!   adapter/               LoRA, LP-LoRA: PEFT layout
@@ -32,7 +33,7 @@ use crate::calibration::metrics::Metrics;
 use crate::error::{Error, Result};
 use crate::methods::config::{Method, RunConfig};
 use crate::methods::lp::LpSummary;
-use crate::methods::progress::EpochRecord;
+use crate::methods::progress::{EpochRecord, LogEntry};
 
 pub use checkpoint::CheckpointDir;
 
@@ -44,6 +45,8 @@ pub const METRICS: &str = "metrics.json";
 pub const MANIFEST: &str = "manifest.json";
 /// `history.jsonl`: one [`EpochRecord`] per line.
 pub const HISTORY: &str = "history.jsonl";
+/// `log_history.jsonl`: step-level entries with transformers' key names (`--logging-steps`).
+pub const LOG_HISTORY: &str = "log_history.jsonl";
 /// `lp.json`: [`LpSummary`].
 pub const LP_SUMMARY: &str = "lp.json";
 /// `lp_head.safetensors`: the LP head installed before the gradient stage.
@@ -192,6 +195,24 @@ pub fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<()> {
     let mut text = String::new();
     for rec in records {
         let line = serde_json::to_string(rec).map_err(|e| Error::Json {
+            path: path.clone(),
+            source: e,
+        })?;
+        text.push_str(&line);
+        text.push('\n');
+    }
+    crate::fsutil::write_atomic(&path, text.as_bytes())
+}
+
+/// Writes `log_history.jsonl`, one [`LogEntry`] per line (`--logging-steps`).
+///
+/// # Errors
+/// [`Error::Json`] or [`Error::Write`] naming the file.
+pub fn write_log_history(dir: &Path, entries: &[LogEntry]) -> Result<()> {
+    let path = dir.join(LOG_HISTORY);
+    let mut text = String::new();
+    for entry in entries {
+        let line = serde_json::to_string(entry).map_err(|e| Error::Json {
             path: path.clone(),
             source: e,
         })?;

@@ -392,6 +392,9 @@ pub fn run(
             observer,
         )?;
         rundir::write_history(&dir, &state.history)?;
+        if cfg.train.logging_steps.is_some() {
+            rundir::write_log_history(&dir, &state.log)?;
+        }
         best_epoch = state.best_epoch;
         epochs_run = state.epochs_done;
     }

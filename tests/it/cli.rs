@@ -865,7 +865,12 @@ fn transformers_flag_spellings_are_aliases() {
     assert_eq!(config(), want);
     assert!(want.contains("\"max_len\": 32"), "{want}");
     // --warmup-ratio (transformers' spelling and lpft's) is recorded in the run's config.
-    ok(&[&common[..], &ours[..], &["--warmup-ratio", "0.25", "--overwrite"]].concat());
+    ok(&[
+        &common[..],
+        &ours[..],
+        &["--warmup-ratio", "0.25", "--overwrite"],
+    ]
+    .concat());
     assert!(config().contains("\"warmup_ratio\": 0.25"), "{}", config());
 }
 
@@ -943,4 +948,78 @@ fn early_stopping_ends_after_patience_epochs_without_improvement() {
     for (a, b) in stopped.iter().zip(&full) {
         assert_eq!(strip(a), strip(b));
     }
+}
+
+/// `--logging-steps 1` writes `log_history.jsonl` with Trainer's keys: one training entry per
+/// optimiser step whose losses average to the epoch's `train_loss` in `history.jsonl`, and one
+/// evaluation entry per epoch with the validation metrics; without the flag there is no file.
+#[test]
+fn logging_steps_write_trainer_style_log_history() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().display().to_string();
+    let model = tiny("tiny-bert");
+    let args = [
+        "train",
+        "--task",
+        "cb",
+        "--method",
+        "ft",
+        "--model",
+        &model,
+        "--epochs",
+        "2",
+        "--max-train-samples",
+        "40",
+        "-o",
+        &out,
+    ];
+    ok(&[&args[..], &["--logging-steps", "1"]].concat());
+    let run = tmp.path().join("cb/ft/seed-1001");
+    let read = |name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(run.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let (log, history) = (read("log_history.jsonl"), read("history.jsonl"));
+    for (e, epoch) in history.iter().enumerate() {
+        let steps: Vec<&serde_json::Value> = log
+            .iter()
+            .filter(|x| x.get("loss").is_some())
+            .filter(|x| x["epoch"].as_f64().unwrap().ceil() as usize == e + 1)
+            .collect();
+        assert!(!steps.is_empty(), "no step entries in epoch {}", e + 1);
+        for s in &steps {
+            for key in ["loss", "grad_norm", "learning_rate", "epoch", "step"] {
+                assert!(s.get(key).is_some(), "{key} missing in {s}");
+            }
+        }
+        let mean = steps
+            .iter()
+            .map(|s| s["loss"].as_f64().unwrap())
+            .sum::<f64>()
+            / steps.len() as f64;
+        let want = epoch["train_loss"].as_f64().unwrap();
+        assert!(
+            (mean - want).abs() < 1e-12,
+            "epoch {}: {mean} vs {want}",
+            e + 1
+        );
+        let eval = log
+            .iter()
+            .find(|x| x.get("eval_accuracy").is_some() && x["epoch"] == (e + 1) as f64)
+            .unwrap_or_else(|| panic!("no eval entry for epoch {}", e + 1));
+        assert_eq!(eval["eval_accuracy"], epoch["validation"]["accuracy"]);
+        assert_eq!(eval["eval_loss"], epoch["validation"]["nll"]);
+    }
+    // Optimiser steps are numbered 1.. without gaps.
+    let steps: Vec<u64> = log
+        .iter()
+        .filter(|x| x.get("loss").is_some())
+        .map(|x| x["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, (1..=steps.len() as u64).collect::<Vec<_>>());
+    ok(&[&args[..], &["--overwrite"]].concat());
+    assert!(!run.join("log_history.jsonl").exists());
 }
