@@ -95,7 +95,7 @@ pub fn load(args: &ModelArgs, num_labels: usize, device: &Device) -> anyhow::Res
 
 /// A progress bar for `n` items (hidden when stderr is not a terminal).
 pub fn progress_bar(n: usize, what: &str) -> indicatif::ProgressBar {
-    let pb = indicatif::ProgressBar::new(n as u64);
+    let pb = super::BARS.add(indicatif::ProgressBar::new(n as u64));
     pb.set_style(
         indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
             .expect("static template is valid")

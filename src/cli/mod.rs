@@ -20,7 +20,10 @@ mod reproduce;
 mod sweep_norm;
 mod train;
 
+use std::sync::LazyLock;
+
 use clap::{Args, Parser, Subcommand};
+use indicatif::MultiProgress;
 
 /// lpft: linear probing then fine-tuning (LP-FT) of Transformer text encoders, and the NTK
 /// analysis of why it works.
@@ -111,10 +114,37 @@ pub fn init(global: &GlobalArgs) -> anyhow::Result<()> {
         1 => "info",
         _ => "debug",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+    let logger = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
         .format_timestamp(None)
-        .init();
+        .build();
+    let max = logger.filter();
+    log::set_boxed_logger(Box::new(AboveBars(logger)))
+        .map_err(|e| anyhow::anyhow!("setting up logging: {e}"))?;
+    log::set_max_level(max);
     Ok(())
+}
+
+/// Every progress bar is drawn through this, so that `-v` log lines are printed above the bars
+/// instead of through them.
+pub static BARS: LazyLock<MultiProgress> = LazyLock::new(MultiProgress::new);
+
+/// env_logger's logger, with the progress bars suspended while it writes a line.
+struct AboveBars(env_logger::Logger);
+
+impl log::Log for AboveBars {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.0.enabled(metadata)
+    }
+
+    fn log(&self, record: &log::Record) {
+        if self.0.matches(record) {
+            BARS.suspend(|| self.0.log(record));
+        }
+    }
+
+    fn flush(&self) {
+        self.0.flush();
+    }
 }
 
 /// Runs one subcommand.

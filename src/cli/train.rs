@@ -275,7 +275,7 @@ impl Observer for BarObserver {
     }
 
     fn start_epoch(&mut self, epoch: usize, epochs: usize, steps: usize) {
-        let bar = ProgressBar::new(steps as u64);
+        let bar = super::BARS.add(ProgressBar::new(steps as u64));
         bar.set_style(
             ProgressStyle::with_template(
                 "epoch {prefix} [{bar:25}] {pos}/{len} {msg} {per_sec} eta {eta}",
