@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// The variable naming the file [`kill_point`] stops at.
+/// The variable naming the file `kill_point` stops at.
 pub const KILL_VAR: &str = "LPFT_KILL_BEFORE_RENAME";
 
 /// Crash-safety test hook: when `$LPFT_KILL_BEFORE_RENAME` is `path`'s file name, the process

@@ -418,7 +418,7 @@ pub fn task_names() -> &'static [&'static str] {
 }
 
 /// Loads a built-in task by name from exactly `data_dir` (laid out as [`Task::layouts`] says;
-/// [`super::find_task`] searches the standard places instead).
+/// [`crate::hub::find_task`] searches the standard places instead).
 ///
 /// Applies the paper's split protocol (docs/method.md §4): the original train split gives train (first
 /// n − ⌈0.1·n⌉ rows, then the first `opts.max_train_samples`) and validation (last ⌈0.1·n⌉ rows);

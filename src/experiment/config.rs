@@ -28,7 +28,7 @@ pub struct ExperimentConfig {
     #[serde(default = "default_model")]
     pub model: String,
     /// Data directory searched first for built-in tasks; then `$LPFT_DATA_DIR`, `./data`,
-    /// `$LPFT_HOME/data` and the embedded copy ([`crate::data::locate`]).
+    /// `$LPFT_HOME/data` and the embedded copy ([`crate::hub::locate`]).
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
     /// Built-in task names.

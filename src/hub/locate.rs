@@ -4,7 +4,7 @@
 //! 2. `$LPFT_DATA_DIR`;
 //! 3. `./data`;
 //! 4. `$LPFT_HOME/data`, where `lpft fetch-data` installs;
-//! 5. the copy compiled into lpft (CB only; see [`super::embedded`]).
+//! 5. the copy compiled into lpft (CB only; see [`crate::data::embedded`]).
 //!
 //! A place holds a task when it holds every file of one of the task's layouts
 //! ([`Task::layouts`]). A place holding only some of them is an error rather than a reason to

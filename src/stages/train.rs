@@ -31,7 +31,7 @@ pub struct RunOptions {
     pub overwrite: bool,
     /// A folder of LP results shared by runs (a grid's): a run whose LP stage has the same
     /// inputs as one already there (model files, training examples, tokenisation, LP settings)
-    /// reads the probe instead of fitting it again (see [`LpCacheKey`]).
+    /// reads the probe instead of fitting it again (see `LpCacheKey`).
     pub lp_cache: Option<PathBuf>,
 }
 

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod cli;
+mod examples;
 mod fuzz;
 #[path = "../support/http_server.rs"]
 mod http_server;
