@@ -1023,3 +1023,72 @@ fn logging_steps_write_trainer_style_log_history() {
     ok(&[&args[..], &["--overwrite"]].concat());
     assert!(!run.join("log_history.jsonl").exists());
 }
+
+/// `eval --file` on a labelled CSV: the metrics equal those of `eval` on the task's own split
+/// written out as that file, with the reliability data; a label the run does not know is an
+/// error naming the file and line (exit 2).
+#[test]
+fn eval_on_any_labelled_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().display().to_string();
+    let model = tiny("tiny-bert");
+    ok(&[
+        "train",
+        "--task",
+        "cb",
+        "--method",
+        "lp",
+        "--model",
+        &model,
+        "-o",
+        &out,
+        "--max-train-samples",
+        "60",
+    ]);
+    let run = tmp.path().join("cb/lp/seed-1001");
+    let run_s = run.display().to_string();
+    // CB's test split as a CSV file with other column names.
+    let export = tmp.path().join("export");
+    ok(&[
+        "data",
+        "--task",
+        "cb",
+        "--export",
+        &export.display().to_string(),
+    ]);
+    let csv = tmp.path().join("cb-test.csv");
+    let mut w = csv::Writer::from_path(&csv).unwrap();
+    w.write_record(["p", "h", "gold"]).unwrap();
+    // SuperGLUE's CB validation file is the paper's test split.
+    let jsonl = export.join("superglue/CB/val.jsonl");
+    for line in std::fs::read_to_string(jsonl).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let field = |k: &str| v[k].as_str().unwrap().to_string();
+        w.write_record([field("premise"), field("hypothesis"), field("label")])
+            .unwrap();
+    }
+    w.flush().unwrap();
+    ok(&["eval", "--run", &run_s]);
+    let csv_s = csv.display().to_string();
+    ok(&[
+        "eval", "--run", &run_s, "--file", &csv_s, "--text-a", "p", "--text-b", "h", "--label",
+        "gold",
+    ]);
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("eval").join(name)).unwrap())
+            .unwrap()
+    };
+    let (split, file) = (read("cb-test.json"), read("file-cb-test.json"));
+    assert_eq!(
+        file["metrics"], split,
+        "the same examples give the same metrics"
+    );
+    assert_eq!(file["reliability"].as_array().unwrap().len(), 15);
+
+    std::fs::write(&csv, "p,h,gold\na,b,entailment\nc,d,maybe\n").unwrap();
+    let err = fails(&[
+        "eval", "--run", &run_s, "--file", &csv_s, "--text-a", "p", "--text-b", "h", "--label",
+        "gold",
+    ]);
+    assert!(err.contains("line 3") && err.contains("maybe"), "{err}");
+}
