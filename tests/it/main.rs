@@ -3,6 +3,7 @@
 mod bad_input;
 mod cli;
 mod examples;
+mod export;
 mod fuzz;
 #[path = "../support/http_server.rs"]
 mod http_server;
