@@ -1,4 +1,4 @@
-//! Bar charts: grouped bars with optional error bars.
+//! Bar charts: grouped bars, one or two per category.
 
 use super::*;
 

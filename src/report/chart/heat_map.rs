@@ -2,19 +2,10 @@
 
 use super::*;
 
-/// Viridis colour at `t` in `[0, 1]`.
-fn viridis(t: f64) -> RGBColor {
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let pos = t * (VIRIDIS.len() - 1) as f64;
-    let i = (pos.floor() as usize).min(VIRIDIS.len() - 2);
-    let f = pos - i as f64;
-    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
-    let mix = |x: f64, y: f64| (x + (y - x) * f).round().clamp(0.0, 255.0) as u8;
-    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+/// Viridis colour at `t` in `[0, 1]` (plotters' colormap; a value that is not finite is 0).
+pub(super) fn viridis(t: f64) -> RGBColor {
+    let t = if t.is_finite() { t } else { 0.0 };
+    ViridisRGB::get_color(t.clamp(0.0, 1.0))
 }
 
 /// Heat map of an n×n matrix (row-major `values`), with a colour bar; `groups` are boundaries

@@ -210,18 +210,10 @@ pub fn line_chart(chart: &LineChart) -> PlotResult<String> {
                         y - e
                     };
                     let upper = y + e;
-                    cc.draw_series(std::iter::once(PathElement::new(
-                        vec![(x, lower), (x, upper)],
-                        bar_style,
+                    cc.draw_series(std::iter::once(ErrorBar::new_vertical(
+                        x, lower, y, upper, bar_style, 8,
                     )))
                     .ctx(t)?;
-                    for end in [lower, upper] {
-                        cc.draw_series(std::iter::once(
-                            EmptyElement::at((x, end))
-                                + PathElement::new(vec![(-4, 0), (4, 0)], bar_style),
-                        ))
-                        .ctx(t)?;
-                    }
                 }
             }
         }

@@ -163,19 +163,6 @@ static FRAME: RGBColor = RGBColor(120, 120, 120);
 static ACC_BAR: RGBColor = RGBColor(31, 119, 180);
 static GAP: RGBColor = RGBColor(214, 39, 40);
 
-/// Viridis colour map anchors at 0, 1/8, ..., 1.
-const VIRIDIS: [(f64, f64, f64); 9] = [
-    (68.0, 1.0, 84.0),
-    (71.0, 44.0, 122.0),
-    (59.0, 81.0, 139.0),
-    (44.0, 113.0, 142.0),
-    (33.0, 144.0, 141.0),
-    (39.0, 173.0, 129.0),
-    (92.0, 200.0, 99.0),
-    (170.0, 220.0, 50.0),
-    (253.0, 231.0, 37.0),
-];
-
 fn fail(title: &str, reason: impl Display) -> PlotError {
     PlotError {
         title: title.to_string(),
@@ -624,6 +611,29 @@ mod tests {
         ] {
             assert!(svg.contains(label), "missing {label}");
         }
+    }
+
+    /// Each of the 4 points with a positive error gets an error bar (plotters' `ErrorBar`: the
+    /// same number of SVG elements per bar).
+    #[test]
+    fn error_bars_are_drawn_per_point() {
+        let elements = |svg: &str| svg.matches("<line").count() + svg.matches("<polyline").count();
+        let with = line_chart(&sample_line()).unwrap();
+        let mut plain = sample_line();
+        plain.series[0].error = None;
+        let without = line_chart(&plain).unwrap();
+        let extra = elements(&with) - elements(&without);
+        assert!(extra > 0 && extra % 4 == 0, "{extra} extra elements");
+    }
+
+    /// The heat maps' colormap is matplotlib's viridis, from dark purple to yellow.
+    #[test]
+    fn viridis_runs_from_purple_to_yellow() {
+        use super::heat_map::viridis;
+        assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
+        assert_eq!(viridis(1.0), RGBColor(254, 232, 37));
+        assert_eq!(viridis(f64::NAN), viridis(0.0));
+        assert_eq!(viridis(2.0), viridis(1.0));
     }
 
     #[test]
