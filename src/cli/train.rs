@@ -68,6 +68,9 @@ pub struct TrainArgs {
     /// eval_* after every epoch, with transformers' Trainer key names.
     #[arg(long)]
     pub logging_steps: Option<usize>,
+    /// Micro-batches of --batch-size per optimiser step (default 1, the paper's).
+    #[arg(long)]
+    pub gradient_accumulation_steps: Option<usize>,
     /// Global gradient-norm clip (default 1.0; 0 disables).
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
@@ -217,6 +220,9 @@ impl TryFrom<&TrainArgs> for RunConfig {
         t.lr = a.lr.unwrap_or(t.lr);
         t.warmup_steps = a.warmup_steps.unwrap_or(t.warmup_steps);
         t.warmup_ratio = a.warmup_ratio.unwrap_or(t.warmup_ratio);
+        t.gradient_accumulation_steps = a
+            .gradient_accumulation_steps
+            .unwrap_or(t.gradient_accumulation_steps);
         if a.logging_steps.is_some() {
             t.logging_steps = a.logging_steps;
         }

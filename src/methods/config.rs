@@ -214,6 +214,11 @@ pub struct TrainConfig {
     /// key names; `None` writes no such file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging_steps: Option<usize>,
+    /// Micro-batches of `batch_size` per optimiser step (transformers'
+    /// `gradient_accumulation_steps`): each micro-batch's gradient is divided by this and
+    /// summed, an epoch's last step takes what is left. 1 in the paper.
+    #[serde(default = "one_step", skip_serializing_if = "is_one")]
+    pub gradient_accumulation_steps: usize,
     /// Global L2 gradient-norm clip; 1.0 in the reference trainer, which the paper does not
     /// mention. 0 disables clipping.
     pub max_grad_norm: f64,
@@ -224,6 +229,14 @@ pub struct TrainConfig {
 
 fn is_zero(x: &f64) -> bool {
     *x == 0.0
+}
+
+fn one_step() -> usize {
+    1
+}
+
+fn is_one(x: &usize) -> bool {
+    *x == 1
 }
 
 impl TrainConfig {
@@ -298,6 +311,7 @@ impl RunConfig {
                 warmup_ratio: 0.0,
                 early_stopping_patience: None,
                 logging_steps: None,
+                gradient_accumulation_steps: 1,
                 max_grad_norm: 1.0,
                 adamw: AdamWConfig::default(),
                 eval_batch_size: 32,
@@ -343,6 +357,12 @@ impl RunConfig {
                 return Err(bad(
                     "warmup_ratio",
                     format!("{} is not in [0, 1]", t.warmup_ratio),
+                ));
+            }
+            if t.gradient_accumulation_steps == 0 {
+                return Err(bad(
+                    "gradient_accumulation_steps",
+                    "must be at least 1".into(),
                 ));
             }
             if t.logging_steps == Some(0) {

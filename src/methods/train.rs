@@ -181,6 +181,93 @@ pub fn step(
     }
 }
 
+/// One optimiser step over several micro-batches (gradient accumulation, as transformers'
+/// `Trainer`): each micro-batch's gradient of its mean cross-entropy is divided by `k` and
+/// summed on the host, then clipped and applied as in [`step`]. Returns the step (loss: the
+/// mean of the micro-batches') and each micro-batch's loss. The variables must be f32.
+///
+/// # Errors
+/// As [`step`].
+#[allow(clippy::too_many_arguments)]
+pub fn accumulated_step(
+    model: &SequenceClassifier,
+    opt: &mut AdamW,
+    backward: &mut Backward,
+    batches: &[(crate::model::Inputs, Vec<usize>)],
+    k: usize,
+    mode: &mut Mode,
+    lr: f64,
+    max_grad_norm: f64,
+    (epoch, first_step): (usize, usize),
+) -> Result<(StepOutcome, Vec<f64>)> {
+    let vars: Vec<Var> = opt.vars().into_iter().cloned().collect();
+    let mut acc: Vec<Vec<f32>> = vars.iter().map(|v| vec![0f32; v.elem_count()]).collect();
+    let scale = 1.0 / k as f32;
+    let add = |a: &mut [f32], g: &[f32]| a.iter_mut().zip(g).for_each(|(a, g)| *a += g * scale);
+    let mut losses = Vec::with_capacity(batches.len());
+    for (j, (inputs, labels)) in batches.iter().enumerate() {
+        let non_finite = |loss| Error::NonFiniteLoss {
+            epoch,
+            step: first_step + j,
+            loss,
+        };
+        let loss = match backward {
+            Backward::Own(engine) => {
+                let loss = engine.loss_and_grads(model, inputs, labels, mode)?;
+                if !loss.is_finite() {
+                    return Err(non_finite(loss));
+                }
+                for (a, v) in acc.iter_mut().zip(&vars) {
+                    if let Some(g) = engine.grad(v) {
+                        add(a, g);
+                    }
+                }
+                loss
+            }
+            Backward::Autograd => {
+                let logits = model.forward(inputs, mode)?;
+                let loss = cross_entropy(&logits, labels)?;
+                let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                if !value.is_finite() {
+                    return Err(non_finite(value));
+                }
+                let grads = loss.backward()?;
+                for (a, v) in acc.iter_mut().zip(&vars) {
+                    if let Some(g) = grads.get(v.as_tensor()) {
+                        add(a, &g.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?);
+                    }
+                }
+                value
+            }
+        };
+        losses.push(loss);
+    }
+    let norm = acc
+        .iter()
+        .flatten()
+        .map(|&x| f64::from(x) * f64::from(x))
+        .sum::<f64>()
+        .sqrt();
+    let index: std::collections::HashMap<_, _> = vars
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.as_tensor().id(), i))
+        .collect();
+    opt.step_with(
+        |v| index.get(&v.as_tensor().id()).map(|&i| acc[i].as_slice()),
+        lr,
+        clip_factor(norm, max_grad_norm),
+    )?;
+    let loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+    Ok((
+        StepOutcome {
+            loss,
+            grad_norm: norm,
+        },
+        losses,
+    ))
+}
+
 /// How [`step`] computes gradients: the training path's own backward where it applies
 /// ([`Backprop::supports`]), else candle's autograd over the composed forward.
 pub enum Backward {
@@ -211,7 +298,10 @@ pub fn train(
 ) -> Result<TrainState> {
     let cfg = inputs.cfg;
     let n = inputs.train.len();
-    let steps_per_epoch = n.div_ceil(cfg.batch_size);
+    let k = cfg.gradient_accumulation_steps.max(1);
+    // Micro-batches of `batch_size`, and optimiser steps of up to `k` of them.
+    let micro_per_epoch = n.div_ceil(cfg.batch_size);
+    let steps_per_epoch = micro_per_epoch.div_ceil(k);
     let total_steps = steps_per_epoch * cfg.epochs;
     // As transformers: the schedule spans every epoch even when early stopping may end sooner.
     let schedule = LinearSchedule {
@@ -239,30 +329,57 @@ pub fn train(
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut streams.get(&format!("data_order/epoch-{epoch}")));
         let mut dropout_rng = streams.get(&format!("dropout/epoch-{epoch}"));
-        observer.start_epoch(epoch, cfg.epochs, steps_per_epoch);
+        observer.start_epoch(epoch, cfg.epochs, micro_per_epoch);
         let (mut loss_sum, mut norm_sum, mut lr) = (0.0, 0.0, cfg.lr);
         // Loss since the last step-log entry, and how many steps it sums.
         let (mut log_loss, mut log_steps) = (0.0, 0usize);
-        for (i, idx) in order.chunks(cfg.batch_size).enumerate() {
-            let rows: Vec<&Encoded> = idx.iter().map(|&j| &inputs.train[j]).collect();
-            let labels: Vec<usize> = idx.iter().map(|&j| inputs.train_labels[j]).collect();
-            let batch = inputs.tokenizer.batch(&rows);
+        let micro: Vec<&[usize]> = order.chunks(cfg.batch_size).collect();
+        for (i, group) in micro.chunks(k).enumerate() {
+            let batches: Vec<(crate::model::Inputs, Vec<usize>)> = group
+                .iter()
+                .map(|idx| {
+                    let rows: Vec<&Encoded> = idx.iter().map(|&j| &inputs.train[j]).collect();
+                    let labels = idx.iter().map(|&j| inputs.train_labels[j]).collect();
+                    (inputs.tokenizer.batch(&rows), labels)
+                })
+                .collect();
             lr = schedule.lr(opt.step_count());
             let mut mode = Mode::Train {
                 rng: &mut dropout_rng,
             };
-            let out = step(
-                model,
-                &mut opt,
-                &mut backward,
-                &batch,
-                &labels,
-                &mut mode,
-                lr,
-                cfg.max_grad_norm,
-                (epoch, i + 1),
-            )?;
-            loss_sum += out.loss;
+            let first = i * k + 1;
+            let (out, micro_losses) = match batches.as_slice() {
+                // One micro-batch per step (the paper's): the plain step.
+                [(batch, labels)] if k == 1 => {
+                    let out = step(
+                        model,
+                        &mut opt,
+                        &mut backward,
+                        batch,
+                        labels,
+                        &mut mode,
+                        lr,
+                        cfg.max_grad_norm,
+                        (epoch, first),
+                    )?;
+                    (out, vec![out.loss])
+                }
+                _ => accumulated_step(
+                    model,
+                    &mut opt,
+                    &mut backward,
+                    &batches,
+                    k,
+                    &mut mode,
+                    lr,
+                    cfg.max_grad_norm,
+                    (epoch, first),
+                )?,
+            };
+            for (j, (idx, l)) in group.iter().zip(&micro_losses).enumerate() {
+                loss_sum += l;
+                observer.step(first + j, *l, idx.len());
+            }
             norm_sum += out.grad_norm;
             (log_loss, log_steps) = (log_loss + out.loss, log_steps + 1);
             let done = opt.step_count();
@@ -281,7 +398,6 @@ pub fn train(
                 });
                 (log_loss, log_steps) = (0.0, 0);
             }
-            observer.step(i + 1, out.loss, idx.len());
         }
         let train_seconds = start.elapsed().as_secs_f64();
         let (_, validation) = evaluate::evaluate(
@@ -305,7 +421,7 @@ pub fn train(
         }
         let record = EpochRecord {
             epoch,
-            train_loss: loss_sum / steps_per_epoch as f64,
+            train_loss: loss_sum / micro_per_epoch as f64,
             grad_norm: norm_sum / steps_per_epoch as f64,
             lr,
             classifier_norm: model.head.norm()?,

@@ -1092,3 +1092,43 @@ fn eval_on_any_labelled_file() {
     ]);
     assert!(err.contains("line 3") && err.contains("maybe"), "{err}");
 }
+
+/// `--gradient-accumulation-steps 2` takes one optimiser step per two micro-batches (an
+/// epoch's last step takes what is left), as the step log shows.
+#[test]
+fn gradient_accumulation_halves_the_optimiser_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny("tiny-bert");
+    let steps = |k: &str| {
+        let out = tmp.path().join(format!("k{k}"));
+        let out_s = out.display().to_string();
+        ok(&[
+            "train",
+            "--task",
+            "cb",
+            "--method",
+            "ft",
+            "--model",
+            &model,
+            "--epochs",
+            "2",
+            "--max-train-samples",
+            "56",
+            "--batch-size",
+            "8",
+            "--logging-steps",
+            "1",
+            "--gradient-accumulation-steps",
+            k,
+            "-o",
+            &out_s,
+        ]);
+        let log = std::fs::read_to_string(out.join("cb/ft/seed-1001/log_history.jsonl")).unwrap();
+        log.lines().filter(|l| l.contains("\"loss\"")).count()
+    };
+    let (one, two) = (steps("1"), steps("2"));
+    // 56 training examples in batches of 8: 7 micro-batches an epoch, so 4 steps with k = 2
+    // (the last one of a single micro-batch).
+    assert_eq!(one, 2 * 7);
+    assert_eq!(two, 2 * 4);
+}

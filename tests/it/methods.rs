@@ -287,3 +287,118 @@ fn peft_adapter_layout() {
     );
     assert_eq!(t.len(), 2 * 2 * 2 + 2);
 }
+
+/// Gradient accumulation: two micro-batches of 2 give the step of one batch of 4 (no dropout):
+/// the same mean loss, the same gradient norm, and the same update of every parameter, on
+/// both gradient engines.
+#[test]
+fn accumulated_step_equals_one_step_on_the_whole_batch() {
+    use candle_core::Device;
+    use lpft::methods::train::{accumulated_step, step, Backward};
+    use lpft::model::{Inputs, Mode, ModelFiles, ModelOptions, Pooling, SequenceClassifier};
+    use lpft::optim::{AdamW, AdamWConfig};
+
+    /// f32 sums in another order: the losses and norms agree to ~1e-7 relative.
+    const REL_TOL: f64 = 1e-5;
+    /// AdamW's first step is lr · g/(|g| + ε) per entry: entries whose gradient is round-off
+    /// (the key biases', exactly 0 in exact arithmetic) can move by up to lr either way.
+    const LR: f64 = 1e-3;
+
+    let dir = fixtures().join("tiny-bert");
+    let files = ModelFiles::open(&dir).unwrap();
+    let ckpt = files.checkpoint(&Device::Cpu).unwrap();
+    let (_, full) = util::fixture_inputs(&dir);
+    let rows = |from: usize, to: usize| {
+        let l = full.seq_len;
+        Inputs {
+            input_ids: full.input_ids[from * l..to * l].to_vec(),
+            token_type_ids: full.token_type_ids[from * l..to * l].to_vec(),
+            attention_mask: full.attention_mask[from * l..to * l].to_vec(),
+            batch: to - from,
+            seq_len: l,
+        }
+    };
+    let labels = vec![0, 1, 2, 1];
+    for own in [true, false] {
+        let load = || {
+            let opts = ModelOptions {
+                num_labels: 3,
+                pooling: Pooling::First,
+                trainable: lpft::model::Trainable::All,
+                model_seed: 0,
+                lora: None,
+            };
+            let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts).unwrap();
+            let opt = AdamW::new(&report.vars, AdamWConfig::default());
+            let backward = if own {
+                Backward::for_model(&model, &opt).unwrap()
+            } else {
+                Backward::Autograd
+            };
+            (model, report.vars, opt, backward)
+        };
+        let (m1, v1, mut o1, mut b1) = load();
+        let (m2, v2, mut o2, mut b2) = load();
+        let whole = step(
+            &m1,
+            &mut o1,
+            &mut b1,
+            &full,
+            &labels,
+            &mut Mode::Eval,
+            LR,
+            0.0,
+            (1, 1),
+        )
+        .unwrap();
+        let halves = [
+            (rows(0, 2), labels[..2].to_vec()),
+            (rows(2, 4), labels[2..].to_vec()),
+        ];
+        let (acc, losses) = accumulated_step(
+            &m2,
+            &mut o2,
+            &mut b2,
+            &halves,
+            2,
+            &mut Mode::Eval,
+            LR,
+            0.0,
+            (1, 1),
+        )
+        .unwrap();
+        assert_eq!(losses.len(), 2);
+        let rel = |a: f64, b: f64| (a - b).abs() / b.abs();
+        assert!(
+            rel(acc.loss, whole.loss) < REL_TOL,
+            "own {own}: loss {} vs {}",
+            acc.loss,
+            whole.loss
+        );
+        assert!(
+            rel(acc.grad_norm, whole.grad_norm) < REL_TOL,
+            "own {own}: norm {} vs {}",
+            acc.grad_norm,
+            whole.grad_norm
+        );
+        let mut moved = 0;
+        for (name, a) in &v1 {
+            let (a, b) = (
+                util::values(a.as_tensor()),
+                util::values(v2[name].as_tensor()),
+            );
+            let d = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            if name.ends_with("attention.self.key.bias") {
+                assert!(f64::from(d) <= 2.0 * LR, "own {own}: {name} moved by {d}");
+            } else {
+                assert!(f64::from(d) < 1e-6, "own {own}: {name} differs by {d}");
+                moved += 1;
+            }
+        }
+        assert!(moved > 10, "own {own}: {moved} parameters compared");
+    }
+}
