@@ -253,7 +253,13 @@ fn grid_killed_mid_way_reruns_only_what_is_missing() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(full / 2);
+    // Kill as soon as a first cell is finished (polled, so that a loaded machine's timing
+    // cannot put the kill before the first cell or after the last); a cell takes far longer
+    // than one poll.
+    let deadline = Instant::now() + full * 20;
+    while finished_cells(&killed.join("runs")).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let _ = child.kill();
     child.wait().unwrap();
     let before = finished_cells(&killed.join("runs"));
