@@ -14,28 +14,160 @@ use lpft::methods::{Method, RunConfig};
 use lpft::model::Pooling;
 use lpft::stages::train::{self, RunOptions};
 
+/// Shown at the end of `lpft train --help`.
+const EXAMPLES: &str = "\
+Examples:
+  # LP-FT on CB with the paper's settings (Table 6); CB's data is built in
+  lpft train --task cb --method lp-ft
+
+  # The same flags as transformers' run_glue.py
+  lpft train --task rte --method ft --model-name-or-path mpnet --learning-rate 1e-5 \\
+      --num-train-epochs 3 --per-device-train-batch-size 16 --output-dir runs
+
+  # LP-LoRA on your own CSV files (a pair task: two text columns)
+  lpft train --train-file train.csv --test-file test.csv --text-a premise --text-b hypothesis \\
+      --label label --method lp-lora --lora-r 8 --lora-targets query,key,value
+
+  # Continue a run that was stopped, from its last completed epoch
+  lpft train --task cb --method ft --resume";
+
 #[derive(Args, Debug)]
+#[command(after_help = EXAMPLES)]
 pub struct TrainArgs {
     // Not restricted to the registry: with --train-file it names the run.
-    #[arg(long, short = 't', help = super::common::task_help(
+    #[arg(help_heading = "Task and data", long, short = 't', help = super::common::task_help(
         "Built-in task, or with --train-file the run's name (default: the file stem)",
     ))]
     pub task: Option<String>,
     /// Method (default: --config's).
-    #[arg(long, value_enum)]
+    #[arg(help_heading = "Model and method", long, value_enum)]
     pub method: Option<Method>,
     /// Model: minilm (default), mpnet, a Hugging Face directory or a cached hub id.
-    #[arg(long, short = 'm', visible_alias = "model-name-or-path")]
+    #[arg(
+        help_heading = "Model and method",
+        long,
+        short = 'm',
+        visible_alias = "model-name-or-path"
+    )]
     pub model: Option<String>,
     /// Seed of data order and dropout (and of the head/LoRA initialisation unless --model-seed);
     /// default 1001, or the seed of --config.
-    #[arg(long)]
+    #[arg(help_heading = "Model and method", long)]
     pub seed: Option<u64>,
     /// Seed of the head and LoRA initialisation (default: --seed, as the reference).
-    #[arg(long)]
+    #[arg(help_heading = "Model and method", long)]
     pub model_seed: Option<u64>,
+    /// Epochs of the gradient stage (default 10).
+    #[arg(
+        help_heading = "Optimisation",
+        long,
+        visible_alias = "num-train-epochs"
+    )]
+    pub epochs: Option<usize>,
+    /// Training batch size (default: the paper's Table 6 value for the task and method).
+    #[arg(
+        help_heading = "Optimisation",
+        long,
+        visible_alias = "per-device-train-batch-size"
+    )]
+    pub batch_size: Option<usize>,
+    /// Peak learning rate (default: Table 6).
+    #[arg(help_heading = "Optimisation", long, visible_alias = "learning-rate")]
+    pub lr: Option<f64>,
+    /// Linear warm-up steps (default 0).
+    #[arg(help_heading = "Optimisation", long)]
+    pub warmup_steps: Option<usize>,
+    /// Warm-up as a share of all steps, rounded up; used when --warmup-steps is 0 (default 0).
+    #[arg(help_heading = "Optimisation", long)]
+    pub warmup_ratio: Option<f64>,
+    /// Stop after N epochs in a row without a better validation score (default: run every
+    /// epoch, as the paper); the best epoch is kept either way.
+    #[arg(help_heading = "Optimisation", long)]
+    pub early_stopping_patience: Option<usize>,
+    /// Write log_history.jsonl: loss, grad_norm and learning_rate every N optimiser steps and
+    /// eval_* after every epoch, with transformers' Trainer key names.
+    #[arg(help_heading = "Output and evaluation", long)]
+    pub logging_steps: Option<usize>,
+    /// Also evaluate on the validation split every N optimiser steps inside an epoch, logged to
+    /// log_history.jsonl (the best checkpoint is still chosen per epoch).
+    #[arg(help_heading = "Output and evaluation", long)]
+    pub eval_steps: Option<usize>,
+    /// Keep the newest N epochs' models as checkpoint-<step>/ in the run directory (an HF model
+    /// or PEFT adapter, as model/ and adapter/), and the best epoch's (default: none).
+    #[arg(help_heading = "Output and evaluation", long)]
+    pub save_total_limit: Option<usize>,
+    /// Micro-batches of --batch-size per optimiser step (default 1, the paper's).
+    #[arg(help_heading = "Optimisation", long)]
+    pub gradient_accumulation_steps: Option<usize>,
+    /// Global gradient-norm clip (default 1.0; 0 disables).
+    #[arg(help_heading = "Optimisation", long)]
+    pub max_grad_norm: Option<f64>,
+    /// AdamW decoupled weight decay (default 0).
+    #[arg(help_heading = "Optimisation", long)]
+    pub weight_decay: Option<f64>,
+    /// Keep only the first K training examples.
+    #[arg(help_heading = "Task and data", long)]
+    pub max_train_samples: Option<usize>,
+    /// LoRA rank (default 8).
+    #[arg(help_heading = "LoRA", long)]
+    pub lora_r: Option<usize>,
+    /// LoRA alpha (default 8; the update is scaled by alpha / r).
+    #[arg(help_heading = "LoRA", long)]
+    pub lora_alpha: Option<f64>,
+    /// LoRA target modules, comma-separated (default query,value).
+    #[arg(help_heading = "LoRA", long, value_delimiter = ',')]
+    pub lora_targets: Option<Vec<String>>,
+    /// LP: a fixed inverse regularisation C instead of cross-validation.
+    #[arg(help_heading = "LP", long)]
+    pub lp_c: Option<f64>,
+    /// LP: L-BFGS iteration budget (default 5000).
+    #[arg(help_heading = "LP", long)]
+    pub lp_max_iter: Option<usize>,
+    /// Maximum tokens per example (default 128).
+    #[arg(help_heading = "Task and data", long, visible_alias = "max-seq-length")]
+    pub max_len: Option<usize>,
+    /// Padding of each batch (default dynamic).
+    #[arg(help_heading = "Task and data", long, value_enum)]
+    pub padding: Option<Padding>,
+    /// The head's features (default first, the paper's).
+    #[arg(help_heading = "Model and method", long, value_enum)]
+    pub pooling: Option<Pooling>,
+    /// Examples per forward pass when evaluating (default 32).
+    #[arg(help_heading = "Output and evaluation", long)]
+    pub eval_batch_size: Option<usize>,
+    /// Data directory searched first for a built-in task; then $LPFT_DATA_DIR, ./data,
+    /// $LPFT_HOME/data (`lpft fetch-data`) and lpft's embedded copy (CB).
+    #[arg(help_heading = "Task and data", long)]
+    pub data_dir: Option<PathBuf>,
+    /// Your own training file (CSV/TSV with header, JSONL, text) instead of a built-in task;
+    /// needs --test-file, --text-a and --label (--task names the run, default: the file stem).
+    #[arg(help_heading = "Task and data", long, requires = "test_file")]
+    pub train_file: Option<PathBuf>,
+    /// Validation file (default: the last 10% of --train-file, unshuffled, as the paper's
+    /// protocol).
+    #[arg(help_heading = "Task and data", long, requires = "train_file")]
+    pub validation_file: Option<PathBuf>,
+    /// Test file (labelled).
+    #[arg(help_heading = "Task and data", long, requires = "train_file")]
+    pub test_file: Option<PathBuf>,
+    /// Format of the files when the extension does not say: csv, tsv, jsonl, text.
+    #[arg(help_heading = "Task and data", long, requires = "train_file")]
+    pub format: Option<lpft::data::FileFormat>,
+    /// Column (or JSON key) of the first text in the files.
+    #[arg(help_heading = "Task and data", long, default_value = "text")]
+    pub text_a: String,
+    /// Column of the second text of a pair task.
+    #[arg(help_heading = "Task and data", long)]
+    pub text_b: Option<String>,
+    /// Column of the label.
+    #[arg(help_heading = "Task and data", long, default_value = "label")]
+    pub label: String,
+    /// Label names in id order (default: the training file's labels, sorted).
+    #[arg(help_heading = "Task and data", long, value_delimiter = ',')]
+    pub labels: Option<Vec<String>>,
     /// Root of run directories: writes <out>/<task>/<method>/seed-<seed>/.
     #[arg(
+        help_heading = "Output and evaluation",
         long,
         short = 'o',
         default_value = "runs",
@@ -43,105 +175,17 @@ pub struct TrainArgs {
     )]
     pub out: PathBuf,
     /// Start from a saved run config (a run's config.json); flags override its fields.
-    #[arg(long)]
+    #[arg(help_heading = "Output and evaluation", long)]
     pub config: Option<PathBuf>,
-    /// Epochs of the gradient stage (default 10).
-    #[arg(long, visible_alias = "num-train-epochs")]
-    pub epochs: Option<usize>,
-    /// Training batch size (default: the paper's Table 6 value for the task and method).
-    #[arg(long, visible_alias = "per-device-train-batch-size")]
-    pub batch_size: Option<usize>,
-    /// Peak learning rate (default: Table 6).
-    #[arg(long, visible_alias = "learning-rate")]
-    pub lr: Option<f64>,
-    /// Linear warm-up steps (default 0).
-    #[arg(long)]
-    pub warmup_steps: Option<usize>,
-    /// Warm-up as a share of all steps, rounded up; used when --warmup-steps is 0 (default 0).
-    #[arg(long)]
-    pub warmup_ratio: Option<f64>,
-    /// Stop after N epochs in a row without a better validation score (default: run every
-    /// epoch, as the paper); the best epoch is kept either way.
-    #[arg(long)]
-    pub early_stopping_patience: Option<usize>,
-    /// Write log_history.jsonl: loss, grad_norm and learning_rate every N optimiser steps and
-    /// eval_* after every epoch, with transformers' Trainer key names.
-    #[arg(long)]
-    pub logging_steps: Option<usize>,
-    /// Micro-batches of --batch-size per optimiser step (default 1, the paper's).
-    #[arg(long)]
-    pub gradient_accumulation_steps: Option<usize>,
-    /// Global gradient-norm clip (default 1.0; 0 disables).
-    #[arg(long)]
-    pub max_grad_norm: Option<f64>,
-    /// AdamW decoupled weight decay (default 0).
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// Keep only the first K training examples.
-    #[arg(long)]
-    pub max_train_samples: Option<usize>,
-    /// LoRA rank (default 8).
-    #[arg(long)]
-    pub lora_r: Option<usize>,
-    /// LoRA alpha (default 8; the update is scaled by alpha / r).
-    #[arg(long)]
-    pub lora_alpha: Option<f64>,
-    /// LoRA target modules, comma-separated (default query,value).
-    #[arg(long, value_delimiter = ',')]
-    pub lora_targets: Option<Vec<String>>,
-    /// LP: a fixed inverse regularisation C instead of cross-validation.
-    #[arg(long)]
-    pub lp_c: Option<f64>,
-    /// LP: L-BFGS iteration budget (default 5000).
-    #[arg(long)]
-    pub lp_max_iter: Option<usize>,
-    /// Maximum tokens per example (default 128).
-    #[arg(long, visible_alias = "max-seq-length")]
-    pub max_len: Option<usize>,
-    /// Padding of each batch (default dynamic).
-    #[arg(long, value_enum)]
-    pub padding: Option<Padding>,
-    /// The head's features (default first, the paper's).
-    #[arg(long, value_enum)]
-    pub pooling: Option<Pooling>,
-    /// Examples per forward pass when evaluating (default 32).
-    #[arg(long)]
-    pub eval_batch_size: Option<usize>,
-    /// Data directory searched first for a built-in task; then $LPFT_DATA_DIR, ./data,
-    /// $LPFT_HOME/data (`lpft fetch-data`) and lpft's embedded copy (CB).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Your own training file (CSV/TSV with header, JSONL, text) instead of a built-in task;
-    /// needs --test-file, --text-a and --label (--task names the run, default: the file stem).
-    #[arg(long, requires = "test_file")]
-    pub train_file: Option<PathBuf>,
-    /// Validation file (default: the last 10% of --train-file, unshuffled, as the paper's
-    /// protocol).
-    #[arg(long, requires = "train_file")]
-    pub validation_file: Option<PathBuf>,
-    /// Test file (labelled).
-    #[arg(long, requires = "train_file")]
-    pub test_file: Option<PathBuf>,
-    /// Format of the files when the extension does not say: csv, tsv, jsonl, text.
-    #[arg(long, requires = "train_file")]
-    pub format: Option<lpft::data::FileFormat>,
-    /// Column (or JSON key) of the first text in the files.
-    #[arg(long, default_value = "text")]
-    pub text_a: String,
-    /// Column of the second text of a pair task.
-    #[arg(long)]
-    pub text_b: Option<String>,
-    /// Column of the label.
-    #[arg(long, default_value = "label")]
-    pub label: String,
-    /// Label names in id order (default: the training file's labels, sorted).
-    #[arg(long, value_delimiter = ',')]
-    pub labels: Option<Vec<String>>,
     /// Continue an interrupted run from its last completed epoch.
-    #[arg(long, conflicts_with = "overwrite")]
+    #[arg(
+        help_heading = "Output and evaluation",
+        long,
+        conflicts_with = "overwrite"
+    )]
     pub resume: bool,
     /// Replace an existing run directory.
-    #[arg(long)]
+    #[arg(help_heading = "Output and evaluation", long)]
     pub overwrite: bool,
 }
 
@@ -226,6 +270,12 @@ impl TryFrom<&TrainArgs> for RunConfig {
         if a.logging_steps.is_some() {
             t.logging_steps = a.logging_steps;
         }
+        if a.eval_steps.is_some() {
+            t.eval_steps = a.eval_steps;
+        }
+        if a.save_total_limit.is_some() {
+            t.save_total_limit = a.save_total_limit;
+        }
         if a.early_stopping_patience.is_some() {
             t.early_stopping_patience = a.early_stopping_patience;
         }
@@ -275,8 +325,9 @@ impl BarObserver {
 impl Observer for BarObserver {
     fn stage(&mut self, message: &str) {
         match &self.bar {
-            Some(b) => b.println(message),
-            None => eprintln!("{message}"),
+            // A hidden bar (stderr not a terminal) drops what it is asked to print.
+            Some(b) if !b.is_hidden() => b.println(message),
+            _ => eprintln!("{message}"),
         }
     }
 

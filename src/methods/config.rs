@@ -214,6 +214,17 @@ pub struct TrainConfig {
     /// key names; `None` writes no such file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging_steps: Option<usize>,
+    /// Also evaluate on the validation split every this many optimiser steps inside an epoch
+    /// (transformers' `eval_steps`), logged to `log_history.jsonl` as `eval_*` entries. The
+    /// best checkpoint and early stopping stay per epoch, as the paper's selection; `None`
+    /// evaluates after each epoch only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_steps: Option<usize>,
+    /// Keep the parameters of the newest this many epochs as `checkpoint-<step>/` exports in
+    /// the run directory (and the best epoch's, which is never removed), as transformers'
+    /// `save_total_limit`; `None` (the paper) keeps none beyond the final model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save_total_limit: Option<usize>,
     /// Micro-batches of `batch_size` per optimiser step (transformers'
     /// `gradient_accumulation_steps`): each micro-batch's gradient is divided by this and
     /// summed, an epoch's last step takes what is left. 1 in the paper.
@@ -240,6 +251,11 @@ fn is_one(x: &usize) -> bool {
 }
 
 impl TrainConfig {
+    /// Whether the run writes `log_history.jsonl`: with step logging or step evaluation.
+    pub fn writes_log_history(&self) -> bool {
+        self.logging_steps.is_some() || self.eval_steps.is_some()
+    }
+
     /// The warm-up steps of a stage of `total_steps`: `warmup_steps`, or else
     /// ⌈`warmup_ratio` · total⌉ (transformers' `TrainingArguments.get_warmup_steps`).
     pub fn warmup(&self, total_steps: usize) -> usize {
@@ -311,6 +327,8 @@ impl RunConfig {
                 warmup_ratio: 0.0,
                 early_stopping_patience: None,
                 logging_steps: None,
+                eval_steps: None,
+                save_total_limit: None,
                 gradient_accumulation_steps: 1,
                 max_grad_norm: 1.0,
                 adamw: AdamWConfig::default(),
@@ -367,6 +385,12 @@ impl RunConfig {
             }
             if t.logging_steps == Some(0) {
                 return Err(bad("logging_steps", "must be at least 1".into()));
+            }
+            if t.eval_steps == Some(0) {
+                return Err(bad("eval_steps", "must be at least 1".into()));
+            }
+            if t.save_total_limit == Some(0) {
+                return Err(bad("save_total_limit", "must be at least 1".into()));
             }
             if t.early_stopping_patience == Some(0) {
                 return Err(bad("early_stopping_patience", "must be at least 1".into()));

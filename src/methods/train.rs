@@ -85,6 +85,12 @@ pub trait Checkpoints {
         device: &candle_core::Device,
         epoch: usize,
     ) -> Result<BTreeMap<String, Tensor>>;
+    /// Called after each epoch's state is saved, with the optimiser steps so far and the best
+    /// epoch: where a run keeps per-epoch snapshots (`save_total_limit`), it writes and prunes
+    /// them here. Nothing by default.
+    fn after_epoch(&self, _epoch: usize, _step: usize, _best_epoch: Option<usize>) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The data and settings of a gradient stage.
@@ -398,6 +404,23 @@ pub fn train(
                 });
                 (log_loss, log_steps) = (0.0, 0);
             }
+            // Evaluation inside the epoch (the epoch's end has its own, below).
+            let epoch_end = i + 1 == steps_per_epoch;
+            if !epoch_end && cfg.eval_steps.is_some_and(|k| done.is_multiple_of(k)) {
+                let (_, m) = evaluate::evaluate(
+                    model,
+                    inputs.tokenizer,
+                    inputs.validation,
+                    inputs.validation_labels,
+                    cfg.eval_batch_size,
+                )?;
+                observer.stage(&format!(
+                    "step {done}: validation loss {:.4}, accuracy {:.4}, mcc {:.4}",
+                    m.nll, m.accuracy, m.mcc
+                ));
+                let at = (epoch - 1) as f64 + (i + 1) as f64 / steps_per_epoch as f64;
+                state.log.push(LogEntry::eval(at, done, &m));
+            }
         }
         let train_seconds = start.elapsed().as_secs_f64();
         let (_, validation) = evaluate::evaluate(
@@ -407,7 +430,7 @@ pub fn train(
             inputs.validation_labels,
             cfg.eval_batch_size,
         )?;
-        if cfg.logging_steps.is_some() {
+        if cfg.writes_log_history() {
             state
                 .log
                 .push(LogEntry::eval(epoch as f64, opt.step_count(), &validation));
@@ -442,6 +465,7 @@ pub fn train(
         }
         let (_, moments) = opt.state()?;
         ckpt.save_state(vars, &moments, &state)?;
+        ckpt.after_epoch(epoch, state.step, state.best_epoch)?;
         // After the state is on disk: an observer that stops the process here loses nothing.
         observer.end_epoch(&record);
     }

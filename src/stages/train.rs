@@ -382,7 +382,19 @@ pub fn run(
             seed: cfg.seed,
             metric: task.metric,
         };
-        let ckpt_dir = CheckpointDir::new(&dir);
+        let snapshots = cfg.train.save_total_limit.map(|limit| Snapshots {
+            run: &dir,
+            limit,
+            model: &model,
+            files: &files,
+            cfg,
+            labels: &task.labels,
+            base_model: &resolved.name,
+        });
+        let ckpt_dir = RunCheckpoints {
+            dir: CheckpointDir::new(&dir),
+            snapshots,
+        };
         let state = train::train(
             &model,
             &report.vars,
@@ -392,7 +404,7 @@ pub fn run(
             observer,
         )?;
         rundir::write_history(&dir, &state.history)?;
-        if cfg.train.logging_steps.is_some() {
+        if cfg.train.writes_log_history() {
             rundir::write_log_history(&dir, &state.log)?;
         }
         best_epoch = state.best_epoch;
@@ -407,18 +419,13 @@ pub fn run(
     rundir::save_predictions(&dir, "test", &test_logits, &test_labels, n_classes)?;
 
     export::write_head(&model, &dir.join(rundir::HEAD))?;
-    match cfg.method {
-        Method::Ft | Method::LpFt => {
-            export::write_hf_model(&model, &files, &task.labels, &dir.join(rundir::MODEL_DIR))?
-        }
-        Method::Lora | Method::LpLora => export::write_peft_adapter(
-            &model,
-            &files,
-            &cfg.lora,
-            &resolved.name,
-            &dir.join(rundir::ADAPTER_DIR),
-        )?,
-        Method::Lp => {}
+    let exported = match cfg.method {
+        Method::Ft | Method::LpFt => Some(dir.join(rundir::MODEL_DIR)),
+        Method::Lora | Method::LpLora => Some(dir.join(rundir::ADAPTER_DIR)),
+        Method::Lp => None,
+    };
+    if let Some(to) = exported {
+        write_export(&model, &files, cfg, &task.labels, &resolved.name, &to)?;
     }
     let model_sha256 = match &resolved.sha256 {
         Some(s) => s.clone(),
@@ -456,4 +463,158 @@ pub fn run(
     CheckpointDir::new(&dir).remove()?;
     write_json(&dir.join(rundir::METRICS), &metrics)?;
     Ok(RunOutcome { dir, metrics })
+}
+
+/// The trained model in the format its users load: an HF model directory (FT, LP-FT) or a PEFT
+/// adapter (LoRA, LP-LoRA), into `to`. LP has nothing beyond its head.
+fn write_export(
+    model: &SequenceClassifier,
+    files: &ModelFiles,
+    cfg: &RunConfig,
+    labels: &[String],
+    base_model: &str,
+    to: &Path,
+) -> Result<()> {
+    match cfg.method {
+        Method::Ft | Method::LpFt => export::write_hf_model(model, files, labels, to),
+        Method::Lora | Method::LpLora => {
+            export::write_peft_adapter(model, files, &cfg.lora, base_model, to)
+        }
+        Method::Lp => Ok(()),
+    }
+}
+
+/// The gradient stage's checkpoints: the resume state and the best parameters in
+/// `checkpoint/`, and with `save_total_limit` the newest epochs' exports.
+struct RunCheckpoints<'a> {
+    dir: CheckpointDir,
+    snapshots: Option<Snapshots<'a>>,
+}
+
+/// `save_total_limit` (transformers' name): after each epoch the model as `checkpoint-<step>/`
+/// in the run directory (the same files as `model/` or `adapter/`, with `lpft_checkpoint.json`
+/// naming the epoch and step), keeping the newest `limit` and the best epoch's.
+struct Snapshots<'a> {
+    run: &'a Path,
+    limit: usize,
+    model: &'a SequenceClassifier,
+    files: &'a ModelFiles,
+    cfg: &'a RunConfig,
+    labels: &'a [String],
+    base_model: &'a str,
+}
+
+/// What `lpft_checkpoint.json` in a `checkpoint-<step>/` says.
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotInfo {
+    epoch: usize,
+    step: usize,
+}
+
+/// The name of a snapshot's file that says which epoch it holds.
+const SNAPSHOT_INFO: &str = "lpft_checkpoint.json";
+
+impl Snapshots<'_> {
+    fn write(&self, epoch: usize, step: usize, best_epoch: Option<usize>) -> Result<()> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| Error::Write { path, source: e }
+        };
+        let name = format!("checkpoint-{step}");
+        let tmp = self.run.join(format!(".{name}.tmp.d"));
+        let to = self.run.join(&name);
+        // A crash can leave a half-written temp folder, or (between the rename and the epoch's
+        // state) a whole snapshot that the resumed epoch writes again, to the same bytes.
+        for stale in [&tmp, &to] {
+            if stale.exists() {
+                std::fs::remove_dir_all(stale).map_err(io(stale))?;
+            }
+        }
+        write_export(
+            self.model,
+            self.files,
+            self.cfg,
+            self.labels,
+            self.base_model,
+            &tmp,
+        )?;
+        write_json(&tmp.join(SNAPSHOT_INFO), &SnapshotInfo { epoch, step })?;
+        std::fs::rename(&tmp, &to).map_err(io(&to))?;
+        crate::fsutil::sync_dir(self.run);
+        // Prune: the newest `limit` by step, and the best epoch's.
+        let mut kept: Vec<(SnapshotInfo, PathBuf)> = Vec::new();
+        let entries = std::fs::read_dir(self.run).map_err(io(self.run))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let is_snapshot = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("checkpoint-"))
+                .is_some_and(|n| n.parse::<usize>().is_ok());
+            if !is_snapshot {
+                continue;
+            }
+            match crate::fsutil::read_json_opt::<SnapshotInfo>(&path.join(SNAPSHOT_INFO)) {
+                Ok(Some(info)) => kept.push((info, path)),
+                // Not one of ours (or unreadable): left alone.
+                _ => log::warn!("{}: not an lpft snapshot, left in place", path.display()),
+            }
+        }
+        kept.sort_by_key(|(info, _)| std::cmp::Reverse(info.step));
+        for (rank, (info, path)) in kept.iter().enumerate() {
+            if rank >= self.limit && Some(info.epoch) != best_epoch {
+                std::fs::remove_dir_all(path).map_err(io(path))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl train::Checkpoints for RunCheckpoints<'_> {
+    fn has_state(&self) -> bool {
+        self.dir.has_state()
+    }
+
+    fn load_state(
+        &self,
+        device: &Device,
+    ) -> Result<(
+        train::TrainState,
+        std::collections::BTreeMap<String, candle_core::Tensor>,
+        std::collections::BTreeMap<String, crate::optim::Moments>,
+    )> {
+        self.dir.load_state(device)
+    }
+
+    fn save_state(
+        &self,
+        vars: &std::collections::BTreeMap<String, candle_core::Var>,
+        moments: &std::collections::BTreeMap<String, crate::optim::Moments>,
+        state: &train::TrainState,
+    ) -> Result<()> {
+        self.dir.save_state(vars, moments, state)
+    }
+
+    fn save_best(
+        &self,
+        vars: &std::collections::BTreeMap<String, candle_core::Var>,
+        epoch: usize,
+    ) -> Result<()> {
+        self.dir.save_best(vars, epoch)
+    }
+
+    fn load_best(
+        &self,
+        device: &Device,
+        epoch: usize,
+    ) -> Result<std::collections::BTreeMap<String, candle_core::Tensor>> {
+        self.dir.load_best(device, epoch)
+    }
+
+    fn after_epoch(&self, epoch: usize, step: usize, best_epoch: Option<usize>) -> Result<()> {
+        match &self.snapshots {
+            Some(s) => s.write(epoch, step, best_epoch),
+            None => Ok(()),
+        }
+    }
 }

@@ -1020,6 +1020,21 @@ fn logging_steps_write_trainer_style_log_history() {
         .map(|x| x["step"].as_u64().unwrap())
         .collect();
     assert_eq!(steps, (1..=steps.len() as u64).collect::<Vec<_>>());
+    // The report draws the loss curves from it: one point per logged step.
+    let report = tmp.path().join("report");
+    ok(&[
+        "report",
+        "--runs",
+        &out,
+        "-o",
+        &report.display().to_string(),
+    ]);
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for fig in ["train-loss-cb-base", "val-loss-cb-base"] {
+        assert!(md.contains(fig), "report.md lacks {fig}");
+        let svg = std::fs::read_to_string(report.join(format!("figures/{fig}.svg"))).unwrap();
+        assert!(svg.contains("<svg"), "{fig}");
+    }
     ok(&[&args[..], &["--overwrite"]].concat());
     assert!(!run.join("log_history.jsonl").exists());
 }
@@ -1131,4 +1146,135 @@ fn gradient_accumulation_halves_the_optimiser_steps() {
     // (the last one of a single micro-batch).
     assert_eq!(one, 2 * 7);
     assert_eq!(two, 2 * 4);
+}
+
+/// `--eval-steps 2` adds validation entries inside each epoch to `log_history.jsonl` without
+/// changing training, and `--save-total-limit 1` leaves the newest epoch's `checkpoint-<step>/`
+/// and the best epoch's, the latter holding exactly the parameters of `model/`.
+#[test]
+fn eval_steps_and_save_total_limit_as_transformers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny("tiny-bert");
+    let run = |out: &str, extra: &[&str]| {
+        let dir = tmp.path().join(out);
+        let dir_s = dir.display().to_string();
+        let args = [
+            "train",
+            "--task",
+            "cb",
+            "--method",
+            "ft",
+            "--model",
+            &model,
+            "--epochs",
+            "3",
+            "--max-train-samples",
+            "40",
+            "--batch-size",
+            "8",
+            "-o",
+            &dir_s,
+        ];
+        ok(&[&args[..], extra].concat());
+        dir.join("cb/ft/seed-1001")
+    };
+    let with = run("with", &["--eval-steps", "2", "--save-total-limit", "1"]);
+    let without = run("without", &[]);
+    // Training is the same: every epoch's record (wall-clock fields aside) and the final metrics.
+    let lines = |dir: &Path, name: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join(name))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("seconds");
+                    o.remove("examples_per_s");
+                }
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        lines(&with, "history.jsonl"),
+        lines(&without, "history.jsonl")
+    );
+    let metrics = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("metrics.json")).unwrap()).unwrap()
+    };
+    assert_eq!(metrics(&with)["test"], metrics(&without)["test"]);
+    assert!(!without.join("log_history.jsonl").exists());
+    // 40 examples in batches of 8: 5 steps an epoch; evaluations at every even step and at
+    // each epoch's end, mid-epoch ones at fractional epochs.
+    let log = lines(&with, "log_history.jsonl");
+    let evals: Vec<(u64, f64)> = log
+        .iter()
+        .filter(|e| e.get("eval_accuracy").is_some())
+        .map(|e| (e["step"].as_u64().unwrap(), e["epoch"].as_f64().unwrap()))
+        .collect();
+    let steps: Vec<u64> = evals.iter().map(|e| e.0).collect();
+    assert_eq!(steps, [2, 4, 5, 6, 8, 10, 12, 14, 15]);
+    for (step, epoch) in &evals {
+        assert!((epoch - *step as f64 / 5.0).abs() < 1e-12, "{step} {epoch}");
+    }
+    // Snapshots: the newest (step 15) and the best epoch's.
+    let best = metrics(&with)["best_epoch"].as_u64().unwrap();
+    let mut found: Vec<String> = std::fs::read_dir(&with)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint"))
+        .collect();
+    found.sort();
+    let mut want = vec![
+        "checkpoint-15".to_string(),
+        format!("checkpoint-{}", best * 5),
+    ];
+    want.sort();
+    want.dedup();
+    assert_eq!(found, want, "best epoch {best}");
+    let snap = with.join(format!("checkpoint-{}", best * 5));
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(snap.join("lpft_checkpoint.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["epoch"].as_u64(), Some(best));
+    assert!(snap.join("config.json").exists());
+    let (a, b) = (
+        util::load_tensors(&snap.join("model.safetensors")),
+        util::load_tensors(&with.join("model/model.safetensors")),
+    );
+    assert_eq!(a.len(), b.len());
+    for (k, t) in &b {
+        assert_eq!(util::values(&a[k]), util::values(t), "{k}");
+    }
+}
+
+/// `train --help` as committed in `tests/snapshots/train-help.txt`: its flags under headings
+/// (task and data, model and method, optimisation, LoRA, LP, output) and the examples at the
+/// end. A deliberate change is recorded with `LPFT_BLESS=1 cargo test --test it train_help`.
+#[test]
+fn train_help_matches_its_snapshot() {
+    let help = ok(&["train", "--help"]);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/train-help.txt");
+    if std::env::var_os("LPFT_BLESS").is_some() {
+        std::fs::write(&path, &help).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (LPFT_BLESS=1 writes it)", path.display()));
+    assert_eq!(
+        help,
+        want,
+        "train --help changed; if that is meant, rerun with LPFT_BLESS=1 and commit {}",
+        path.display()
+    );
+    for heading in [
+        "Task and data:",
+        "Model and method:",
+        "Optimisation:",
+        "LoRA:",
+        "LP:",
+        "Output and evaluation:",
+        "Examples:",
+    ] {
+        assert!(help.contains(heading), "no {heading}");
+    }
 }
