@@ -27,6 +27,8 @@ pub struct RunRecord {
     pub metrics: RunMetrics,
     pub manifest: Option<Manifest>,
     pub history: Vec<EpochRecord>,
+    /// `log_history.jsonl` (runs with `logging_steps` or `eval_steps`), else empty.
+    pub log: Vec<crate::methods::progress::LogEntry>,
     pub analysis: Option<RunAnalysis>,
     pub calibration: Option<CalibrationReport>,
     pub ntk: Option<NtkSummary>,
@@ -82,6 +84,7 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
         variant,
         manifest: read_json_opt(&dir.join(rundir::MANIFEST))?,
         history,
+        log: rundir::read_log_history(dir)?,
         analysis: read_analysis(dir)?,
         calibration: read_json_opt(&dir.join(rundir::CALIBRATION))?,
         ntk: read_ntk(dir)?,

@@ -169,6 +169,110 @@ pub fn epoch_norms(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<
     }])
 }
 
+/// Training and validation loss curves: from `log_history.jsonl` where a run has one (a point
+/// every `logging_steps`/`eval_steps`), else from `history.jsonl` (each epoch's mean training
+/// loss and its end-of-epoch validation loss). One line per method, the mean over seeds at each
+/// point, so that an undertrained method shows as one.
+pub fn loss_curves(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
+    let rs = runs_of(runs, variant, task);
+    let from_log =
+        |r: &RunRecord, pick: &dyn Fn(&crate::methods::progress::LogEntry) -> Option<f64>| {
+            r.log
+                .iter()
+                .filter_map(|e| pick(e).map(|y| (e.epoch, y)))
+                .collect::<Vec<_>>()
+        };
+    let train = |r: &RunRecord| {
+        let pts = from_log(r, &|e| e.loss);
+        if pts.is_empty() {
+            r.history
+                .iter()
+                .map(|h| (h.epoch as f64, h.train_loss))
+                .collect()
+        } else {
+            pts
+        }
+    };
+    let val = |r: &RunRecord| {
+        let pts = from_log(r, &|e| e.eval_loss);
+        if pts.is_empty() {
+            r.history
+                .iter()
+                .map(|h| (h.epoch as f64, h.validation.nll))
+                .collect()
+        } else {
+            pts
+        }
+    };
+    let mut out = Vec::new();
+    for (what, id, points) in [
+        (
+            "training loss",
+            "train-loss",
+            &train as &dyn Fn(&RunRecord) -> Vec<(f64, f64)>,
+        ),
+        ("validation loss", "val-loss", &val),
+    ] {
+        let mut s = Vec::new();
+        for m in Method::ALL.into_iter().filter(|m| m.has_gradient_stage()) {
+            // Mean over seeds at each x (epochs, exact to 1e-9).
+            let mut at: std::collections::BTreeMap<i64, (f64, Vec<f64>)> = Default::default();
+            for r in rs.iter().filter(|r| r.method() == m) {
+                for (x, y) in points(r) {
+                    at.entry((x * 1e9).round() as i64)
+                        .or_insert((x, Vec::new()))
+                        .1
+                        .push(y);
+                }
+            }
+            let pts: Vec<(f64, f64)> = at
+                .values()
+                .filter_map(|(x, ys)| Stat::of(ys.iter().copied()).map(|st| (*x, st.mean)))
+                .collect();
+            if pts.is_empty() {
+                continue;
+            }
+            let mark = if pts.len() > 30 {
+                Mark::Line
+            } else {
+                Mark::LinePoints
+            };
+            s.push(series(m.as_str(), pts, mark));
+        }
+        if s.is_empty() {
+            continue;
+        }
+        out.push(Figure {
+            id: format!("{id}-{task}-{variant}"),
+            caption: format!(
+                "The {what} of the gradient stage on {task} (variant `{variant}`), mean over \
+                 seeds: every logged step where the runs have log_history.jsonl, else each \
+                 epoch's {}.",
+                if id == "train-loss" {
+                    "mean training loss"
+                } else {
+                    "end-of-epoch validation cross-entropy"
+                }
+            ),
+            svg: chart::line_chart(&chart(
+                &format!("{} on {task}", capitalise(what)),
+                "epoch",
+                what,
+                Axis::Linear,
+                Axis::Linear,
+                s,
+            ))?,
+        });
+    }
+    Ok(out)
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+}
+
 /// Fig. 1c: final ‖V‖_F per method, ours beside the paper's Table 13.
 pub fn norm_bars(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
     let rs = runs_of(runs, variant, task);

@@ -111,6 +111,7 @@ pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
     for task in &task_list {
         for v in &base_variants {
             train.0.extend(tables::training(&runs, v, task));
+            train.1.extend(figures::loss_curves(&runs, v, task)?);
             feat.0.extend(tables::features(&runs, v, task));
             norm.0.extend(tables::norms(&runs, v, task));
             norm.1.extend(figures::norm_bars(&runs, v, task)?);
@@ -127,7 +128,7 @@ pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
         sweep.1.extend(figures::sweep(&runs, task)?);
     }
     for (name, (t, f)) in [
-        ("Training (final losses)", train),
+        ("Training (losses)", train),
         ("Feature statistics (Table 1)", feat),
         ("Classifier norms (Table 13, Fig. 1)", norm),
         ("Norm-scaling sweep (Fig. 3, 11)", sweep),

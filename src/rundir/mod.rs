@@ -227,24 +227,37 @@ pub fn write_log_history(dir: &Path, entries: &[LogEntry]) -> Result<()> {
 /// # Errors
 /// [`Error::Io`] or [`Error::JsonLine`] naming the file and line.
 pub fn read_history(dir: &Path) -> Result<Vec<EpochRecord>> {
-    let path = dir.join(HISTORY);
-    let mut history = Vec::new();
+    read_jsonl(&dir.join(HISTORY))
+}
+
+/// A run's `log_history.jsonl` (empty when the file is absent: a run without
+/// `logging_steps`/`eval_steps`).
+///
+/// # Errors
+/// A line that is not a log entry, naming the file and line.
+pub fn read_log_history(dir: &Path) -> Result<Vec<LogEntry>> {
+    read_jsonl(&dir.join(LOG_HISTORY))
+}
+
+/// One value per non-empty line; nothing when the file is absent.
+fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let mut out = Vec::new();
     if !path.exists() {
-        return Ok(history);
+        return Ok(out);
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     for (i, line) in text
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        history.push(serde_json::from_str(line).map_err(|e| Error::JsonLine {
-            path: path.clone(),
+        out.push(serde_json::from_str(line).map_err(|e| Error::JsonLine {
+            path: path.to_path_buf(),
             line: i + 1,
             source: e,
         })?);
     }
-    Ok(history)
+    Ok(out)
 }
 
 /// `predictions/<split>.safetensors` of a run.
