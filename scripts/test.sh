@@ -27,9 +27,9 @@ else
   echo "skipped: MPNet parity against transformers (mpnet_features_match_transformers): set LPFT_MPNET_DIR=\$(lpft fetch-model mpnet) to run it"
 fi
 if [ -n "${LPFT_PYTHON:-}" ]; then
-  cargo test "$@" -- --ignored exported_models_load_in_transformers 2>&1 | tee -a "$log"
+  cargo test "$@" -- --ignored export::exported_ 2>&1 | tee -a "$log"
 else
-  echo "skipped: exports loaded by transformers (exported_models_load_in_transformers): set LPFT_PYTHON=a python with torch and transformers (scripts/fixtures/requirements.txt) to run it"
+  echo "skipped: exports loaded by transformers and peft (export::exported_*): set LPFT_PYTHON=a python with torch, transformers and peft (scripts/fixtures/requirements.txt) to run it"
 fi
 if [ -n "${LPFT_REAL_DATA:-}" ]; then
   cargo test "$@" -- --ignored real_data 2>&1 | tee -a "$log"
