@@ -1,4 +1,5 @@
-//! `lpft predict --run DIR --input FILE`: labels and probabilities for new texts.
+//! `lpft predict --run DIR --input FILE`: labels and probabilities for new texts; and
+//! `lpft predict --run DIR --task T --split test`: a benchmark's submission file.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,7 +8,8 @@ use anyhow::Context;
 use clap::Args;
 
 use lpft::calibration::metrics::softmax_rows;
-use lpft::data::{self, FileFormat, FileSpec, LabelMap};
+use lpft::data::tasks::SubmissionFormat;
+use lpft::data::{self, FileFormat, FileSpec, LabelMap, Task};
 use lpft::methods::evaluate;
 use lpft::stages::calibrate::read_temperature;
 use lpft::stages::load::load_run;
@@ -18,8 +20,26 @@ pub struct PredictArgs {
     #[arg(long)]
     pub run: PathBuf,
     /// Input: JSONL, CSV or TSV (with header), or a .txt file with one text per line.
-    #[arg(long, short = 'i')]
-    pub input: PathBuf,
+    #[arg(
+        long,
+        short = 'i',
+        required_unless_present = "task",
+        conflicts_with = "task"
+    )]
+    pub input: Option<PathBuf>,
+    /// Instead of --input: a built-in task's official test split, written in its benchmark's
+    /// submission format (SuperGLUE `CB.jsonl` with `idx` and `label`, GLUE `SST-2.tsv` with
+    /// `index` and `prediction`), to --out or `<run>/submission/<file>`.
+    #[arg(long, short = 't', value_parser = super::common::task_parser())]
+    pub task: Option<String>,
+    /// The split of --task: `test`, the official unlabelled one (the only split a benchmark
+    /// scores).
+    #[arg(long, requires = "task", default_value = "test", value_parser = ["test"])]
+    pub split: String,
+    /// Data directory searched first for --task; then $LPFT_DATA_DIR, ./data, $LPFT_HOME/data
+    /// and lpft's embedded copy (CB).
+    #[arg(long, requires = "task")]
+    pub data_dir: Option<PathBuf>,
     /// Format of --input when its extension does not say: csv, tsv, jsonl, text.
     #[arg(long)]
     pub format: Option<FileFormat>,
@@ -37,8 +57,12 @@ pub struct PredictArgs {
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let trained =
         load_run(&args.run).with_context(|| format!("loading run {}", args.run.display()))?;
+    if let Some(task) = &args.task {
+        return submission(&args, &trained, task);
+    }
+    let input = args.input.clone().expect("clap requires --input or --task");
     let spec = FileSpec {
-        path: args.input.clone(),
+        path: input,
         format: args.format,
         text_a: args.text_a.clone(),
         text_b: args.text_b.clone(),
@@ -90,5 +114,88 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         }
         None => std::io::stdout().write_all(text.as_bytes())?,
     }
+    Ok(())
+}
+
+/// `--task T --split test`: the official test split's predictions in the benchmark's format.
+fn submission(
+    args: &PredictArgs,
+    trained: &lpft::stages::load::TrainedRun,
+    name: &str,
+) -> anyhow::Result<()> {
+    let task: Task = name.parse()?;
+    let Some(format) = task.submission() else {
+        anyhow::bail!("task `{name}` has no benchmark test split to submit");
+    };
+    // The run must have been trained on this task's labels, in this order.
+    let labels = &trained.metrics.labels;
+    if labels != &task.label_names() {
+        anyhow::bail!(
+            "{}: the run's labels [{}] are not task `{name}`'s [{}]",
+            args.run.join("metrics.json").display(),
+            labels.join(", "),
+            task.label_names().join(", ")
+        );
+    }
+    let located = lpft::hub::DataSearch::from_env(args.data_dir.as_deref())
+        .locate(task)
+        .with_context(|| format!("locating task `{name}`"))?;
+    let examples = task.load_unlabelled(&located.dir)?;
+    let ids = task.test_ids(&located.dir)?;
+    anyhow::ensure!(
+        ids.len() == examples.len(),
+        "task `{name}`: {} ids for {} test examples in {}",
+        ids.len(),
+        examples.len(),
+        located.dir.display()
+    );
+    let enc = trained.tokenizer.encode_examples(&examples)?;
+    let logits = evaluate::logits(
+        &trained.model,
+        &trained.tokenizer,
+        &enc,
+        trained.config.train.eval_batch_size,
+    )?;
+    let c = labels.len();
+    let mut text = String::new();
+    if format.format == SubmissionFormat::Tsv {
+        text.push_str("index\tprediction\n");
+    }
+    for (id, row) in ids.iter().zip(logits.chunks(c)) {
+        let best = row
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, &z)| if z > row[b] { i } else { b });
+        let label = task.submission_label(best);
+        match format.format {
+            SubmissionFormat::Jsonl => {
+                text.push_str(&serde_json::json!({ "idx": id, "label": label }).to_string());
+            }
+            SubmissionFormat::Tsv => {
+                let cell = |v: &serde_json::Value| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                text.push_str(&format!("{}\t{}", cell(id), cell(&label)));
+            }
+        }
+        text.push('\n');
+    }
+    let path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.run.join("submission").join(format.file_name));
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    lpft::fsutil::write_atomic(&path, text.as_bytes())?;
+    eprintln!(
+        "wrote {} predictions on {name}'s test split ({}) to {}",
+        examples.len(),
+        located.dir.display(),
+        path.display()
+    );
+    println!("{}", path.display());
     Ok(())
 }

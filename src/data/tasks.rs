@@ -388,6 +388,106 @@ impl Task {
     }
 }
 
+/// How a benchmark's leaderboard takes predictions on a task's official (unlabelled) test split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmissionFormat {
+    /// SuperGLUE: JSON lines `{"idx": …, "label": …}`.
+    Jsonl,
+    /// GLUE: a TSV with the header `index<TAB>prediction`.
+    Tsv,
+}
+
+/// The file a benchmark expects for one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submission {
+    /// `CB.jsonl`, `SST-2.tsv`, …
+    pub file_name: &'static str,
+    pub format: SubmissionFormat,
+}
+
+impl Task {
+    /// The benchmark submission file of the task, `None` for tasks without one (SST-5 and
+    /// DynaSent have no unlabelled test split).
+    pub fn submission(self) -> Option<Submission> {
+        let (file_name, format) = match self {
+            Task::Cb => ("CB.jsonl", SubmissionFormat::Jsonl),
+            Task::Rte => ("RTE.jsonl", SubmissionFormat::Jsonl),
+            Task::BoolQ => ("BoolQ.jsonl", SubmissionFormat::Jsonl),
+            Task::Wic => ("WiC.jsonl", SubmissionFormat::Jsonl),
+            Task::Wsc => ("WSC.jsonl", SubmissionFormat::Jsonl),
+            Task::Sst2 => ("SST-2.tsv", SubmissionFormat::Tsv),
+            Task::Mrpc => ("MRPC.tsv", SubmissionFormat::Tsv),
+            Task::Cola => ("CoLA.tsv", SubmissionFormat::Tsv),
+            Task::GlueRte => ("RTE.tsv", SubmissionFormat::Tsv),
+            Task::Sst5 | Task::Sst5To3 | Task::DynaSent | Task::DynaSentR1 | Task::DynaSentR2 => {
+                return None
+            }
+        };
+        Some(Submission { file_name, format })
+    }
+
+    /// A predicted label id as the benchmark writes it: the label name for CB and RTE
+    /// (SuperGLUE and GLUE), a JSON boolean for SuperGLUE's yes/no tasks (BoolQ, WiC, WSC), and
+    /// the class number for GLUE's binary tasks (SST-2, MRPC, CoLA).
+    pub fn submission_label(self, id: usize) -> serde_json::Value {
+        match self {
+            Task::BoolQ | Task::Wic | Task::Wsc => serde_json::Value::Bool(id == 1),
+            Task::Sst2 | Task::Mrpc | Task::Cola => serde_json::json!(id),
+            _ => serde_json::Value::String(self.label_names()[id].clone()),
+        }
+    }
+
+    /// The ids of the official test split's examples, in the order of
+    /// [`Task::load_unlabelled`]: SuperGLUE's `idx` and GLUE's `index` column, as written
+    /// (integers stay integers); WiC's original text files have none, so there it is the row
+    /// number from 0, which is how SuperGLUE's WiC numbers the same rows.
+    ///
+    /// # Errors
+    /// [`Error::NoUnlabelledSplit`] for tasks without a test split, a missing `idx`/`index`
+    /// naming the file and line, and the read errors of [`Task::load_unlabelled`].
+    pub fn test_ids(self, data_dir: &Path) -> Result<Vec<serde_json::Value>> {
+        let id = |text: String| match text.parse::<u64>() {
+            Ok(n) => serde_json::json!(n),
+            Err(_) => serde_json::Value::String(text),
+        };
+        // Each id rides in a RawExample's `text_a` through the shared record reader.
+        let ids =
+            |path: &Path, source: Source, col: &'static str| -> Result<Vec<serde_json::Value>> {
+                let raws = collect(path, source, |rec| {
+                    let text = rec
+                        .label(Col::Name(col))?
+                        .ok_or_else(|| rec.missing(Col::Name(col)))?;
+                    Ok(Some(RawExample {
+                        line: rec.line(),
+                        text_a: text,
+                        text_b: None,
+                        label: None,
+                    }))
+                })?;
+                Ok(raws.into_iter().map(|r| id(r.text_a)).collect())
+            };
+        let tsv = Source::Tsv { header: true };
+        match self {
+            Task::Cb | Task::Rte | Task::BoolQ | Task::Wsc => {
+                ids(&superglue(data_dir, self, Part::Test), Source::Jsonl, "idx")
+            }
+            Task::Wic if data_dir.join("superglue").join("WiC").is_dir() => {
+                ids(&superglue(data_dir, self, Part::Test), Source::Jsonl, "idx")
+            }
+            Task::Wic => Ok((0..self.load_unlabelled(data_dir)?.len())
+                .map(|i| serde_json::json!(i))
+                .collect()),
+            Task::Sst2 => ids(&glue(data_dir, "SST-2", Part::Test), tsv, "index"),
+            Task::Mrpc => ids(&glue(data_dir, "MRPC", Part::Test), tsv, "index"),
+            Task::Cola => ids(&glue(data_dir, "CoLA", Part::Test), tsv, "index"),
+            Task::GlueRte => ids(&glue(data_dir, "RTE", Part::Test), tsv, "index"),
+            _ => Err(Error::NoUnlabelledSplit {
+                task: self.name().to_string(),
+            }),
+        }
+    }
+}
+
 impl std::fmt::Display for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -1011,6 +1111,37 @@ mod tests {
         let (r1, r2) = (load("dynasent-r1", &dir), load("dynasent-r2", &dir));
         let both: Vec<_> = r1.test.iter().chain(&r2.test).cloned().collect();
         assert_eq!(both, dyna.test);
+    }
+
+    /// Every task with a submission file: one id per official test example, all distinct, as
+    /// written in the real files (SuperGLUE `idx`, GLUE `index`, both counting from 0).
+    #[test]
+    #[ignore = "needs the real datasets: LPFT_REAL_DATA=DIR cargo test -- --ignored real_data"]
+    fn real_data_test_ids() {
+        let dir = real_data_dir();
+        let mut checked = 0;
+        for task in Task::ALL
+            .iter()
+            .copied()
+            .filter(|t| t.submission().is_some())
+        {
+            let examples = match task.load_unlabelled(&dir) {
+                Ok(e) => e,
+                Err(Error::MissingData { .. }) => {
+                    eprintln!("skipped: {task}: no test split in {}", dir.display());
+                    continue;
+                }
+                Err(e) => panic!("{task}: {e}"),
+            };
+            let ids = task.test_ids(&dir).unwrap();
+            assert_eq!(ids.len(), examples.len(), "{task}");
+            let distinct: std::collections::HashSet<String> =
+                ids.iter().map(|v| v.to_string()).collect();
+            assert_eq!(distinct.len(), ids.len(), "{task}: repeated ids");
+            assert_eq!(ids[0], serde_json::json!(0), "{task}");
+            checked += 1;
+        }
+        assert!(checked >= 4, "only {checked} tasks had a test split");
     }
 
     /// The real distribution files give the split sizes of the paper's protocol.

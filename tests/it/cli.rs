@@ -1278,3 +1278,96 @@ fn train_help_matches_its_snapshot() {
         assert!(help.contains(heading), "no {heading}");
     }
 }
+
+/// `predict --task T --split test` writes the benchmark's submission file for the official
+/// (unlabelled) test split with its ids passed through: SuperGLUE CB as JSON lines with `idx`
+/// and a label name, GLUE SST-2 as `index<TAB>prediction` with class numbers; a run trained on
+/// other labels is refused (exit 2) naming its metrics file.
+#[test]
+fn predict_writes_benchmark_submission_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().display().to_string();
+    let model = tiny("tiny-bert");
+    let data = fixtures().join("data").display().to_string();
+    for task in ["cb", "sst2"] {
+        ok(&[
+            "train",
+            "--task",
+            task,
+            "--method",
+            "lp",
+            "--model",
+            &model,
+            "--data-dir",
+            &data,
+            "--lp-c",
+            "1",
+            "--max-train-samples",
+            "40",
+            "-o",
+            &out,
+        ]);
+    }
+    // CB: the embedded copy's test.jsonl, 250 rows with idx 0..249 in file order.
+    let cb = tmp.path().join("cb/lp/seed-1001");
+    let cb_s = cb.display().to_string();
+    let printed = ok(&["predict", "--run", &cb_s, "--task", "cb", "--split", "test"]);
+    let file = cb.join("submission/CB.jsonl");
+    assert_eq!(printed.trim(), file.display().to_string());
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 250);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.as_object().unwrap().len(), 2, "{r}");
+        assert_eq!(r["idx"], serde_json::json!(i));
+        let label = r["label"].as_str().unwrap();
+        assert!(
+            ["entailment", "contradiction", "neutral"].contains(&label),
+            "{r}"
+        );
+    }
+    // (No cross-validation: the SST-2 excerpt has 6 training rows.)
+    // SST-2 from the fixture data: the test file's `index` column and 0/1 predictions.
+    let sst = tmp.path().join("sst2/lp/seed-1001");
+    let target = tmp.path().join("SST-2.tsv");
+    ok(&[
+        "predict",
+        "--run",
+        &sst.display().to_string(),
+        "--task",
+        "sst2",
+        "--data-dir",
+        &data,
+        "-o",
+        &target.display().to_string(),
+    ]);
+    let text = std::fs::read_to_string(&target).unwrap();
+    let test = std::fs::read_to_string(fixtures().join("data/glue/SST-2/test.tsv")).unwrap();
+    let want_ids: Vec<&str> = test
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').next().unwrap())
+        .collect();
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("index\tprediction"));
+    let got: Vec<(&str, &str)> = lines.map(|l| l.split_once('\t').unwrap()).collect();
+    assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), want_ids);
+    assert!(got.iter().all(|g| g.1 == "0" || g.1 == "1"), "{text}");
+    // A CB run cannot fill SST-2's file.
+    let err = fails(&[
+        "predict",
+        "--run",
+        &cb_s,
+        "--task",
+        "sst2",
+        "--data-dir",
+        &data,
+    ]);
+    assert!(
+        err.contains("metrics.json") && err.contains("not task `sst2`"),
+        "{err}"
+    );
+}
