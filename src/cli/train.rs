@@ -114,6 +114,10 @@ pub struct TrainArgs {
     /// LoRA alpha (default 8; the update is scaled by alpha / r).
     #[arg(help_heading = "LoRA", long)]
     pub lora_alpha: Option<f64>,
+    /// Dropout on the adapters' input while training (peft's lora_dropout; default 0, the
+    /// paper's). Above 0 the step runs on candle's autograd instead of lpft's own backward.
+    #[arg(help_heading = "LoRA", long)]
+    pub lora_dropout: Option<f64>,
     /// LoRA target modules, comma-separated (default query,value).
     #[arg(help_heading = "LoRA", long, value_delimiter = ',')]
     pub lora_targets: Option<Vec<String>>,
@@ -287,6 +291,7 @@ impl TryFrom<&TrainArgs> for RunConfig {
         }
         cfg.lora.r = a.lora_r.unwrap_or(cfg.lora.r);
         cfg.lora.alpha = a.lora_alpha.unwrap_or(cfg.lora.alpha);
+        cfg.lora.dropout = a.lora_dropout.unwrap_or(cfg.lora.dropout);
         if let Some(targets) = &a.lora_targets {
             cfg.lora.targets = targets.clone();
         }

@@ -128,6 +128,7 @@ impl<'a> Lin<'a> {
             .ok_or_else(|| unsupported("a linear layer without bias"))?;
         let (i, o) = l.dims();
         let lora = match &l.lora {
+            Some(ad) if ad.dropout > 0.0 => return Err(unsupported("LoRA dropout")),
             Some(ad) => Some(Adapter {
                 a: values(&ad.a)?,
                 b: values(&ad.b)?,

@@ -266,9 +266,9 @@ impl Attention {
         let (b, l, _) = xs.dims3()?;
         let lq = xq.dims3()?.1;
         let rec = mode.recorder();
-        let q = self.query.forward(xq, rec)?;
-        let k = self.key.forward(xs, rec)?;
-        let v = self.value.forward(xs, rec)?;
+        let q = self.query.forward_in(xq, mode)?;
+        let k = self.key.forward_in(xs, mode)?;
+        let v = self.value.forward_in(xs, mode)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let probs_shape = Shape::from((b, self.heads, lq, l));
         let keep = mode.dropout_mask(&probs_shape, q.device(), q.dtype(), self.attn_dropout)?;
@@ -282,7 +282,7 @@ impl Attention {
             self.heads,
             scale,
         )?;
-        let out = self.output.forward(&ctx, rec)?;
+        let out = self.output.forward_in(&ctx, mode)?;
         let keep =
             mode.dropout_mask(out.shape(), out.device(), out.dtype(), self.hidden_dropout)?;
         self.layer_norm
@@ -350,13 +350,13 @@ impl Layer {
                 fused::linear_gelu(&attn, &dense.weight, b)?
             }
             Some(b) => ops::bias_activation(
-                &self.intermediate.forward_without_bias(&attn, rec)?,
+                &self.intermediate.forward_without_bias_in(&attn, mode)?,
                 b,
                 self.act,
             )?,
-            None => ops::activation(&self.intermediate.forward(&attn, rec)?, self.act)?,
+            None => ops::activation(&self.intermediate.forward_in(&attn, mode)?, self.act)?,
         };
-        let out = self.output.forward(&inter, rec)?;
+        let out = self.output.forward_in(&inter, mode)?;
         let keep =
             mode.dropout_mask(out.shape(), out.device(), out.dtype(), self.hidden_dropout)?;
         self.layer_norm

@@ -187,7 +187,7 @@ pub fn write_peft_adapter(
         "inference_mode": true,
         "init_lora_weights": true,
         "lora_alpha": lora.alpha,
-        "lora_dropout": 0.0,
+        "lora_dropout": lora.dropout,
         "modules_to_save": ["classifier"],
         "peft_type": "LORA",
         "r": lora.r,

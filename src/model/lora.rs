@@ -21,6 +21,15 @@ pub struct LoraConfig {
     pub alpha: f64,
     /// Module names to adapt (`query`, `value` by default).
     pub targets: Vec<String>,
+    /// Dropout on the adapter's input while training (peft's `lora_dropout`): the update is
+    /// s·((x ⊙ m) Aᵀ) Bᵀ with a fresh inverted-dropout mask m per adapted layer and step, the
+    /// frozen layer's x Wᵀ + b untouched. 0 in the paper.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropout: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
 }
 
 impl Default for LoraConfig {
@@ -29,6 +38,7 @@ impl Default for LoraConfig {
             r: 8,
             alpha: 8.0,
             targets: vec!["query".into(), "value".into()],
+            dropout: 0.0,
         }
     }
 }
@@ -51,6 +61,12 @@ impl LoraConfig {
         }
         if self.targets.is_empty() {
             return Err(bad("lora.targets", "name at least one module".into()));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(bad(
+                "lora.dropout",
+                format!("{} is not in [0, 1)", self.dropout),
+            ));
         }
         Ok(())
     }
@@ -88,6 +104,8 @@ pub struct LoraAdapter {
     pub a: Tensor,
     pub b: Tensor,
     pub scale: f64,
+    /// Dropout probability on the adapter's input in training ([`LoraConfig::dropout`]).
+    pub dropout: f64,
 }
 
 impl LoraAdapter {

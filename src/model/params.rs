@@ -279,6 +279,7 @@ impl<'a> Params<'a> {
             a,
             b,
             scale: cfg.scale(),
+            dropout: cfg.dropout,
         }))
     }
 

@@ -1371,3 +1371,70 @@ fn predict_writes_benchmark_submission_files() {
         "{err}"
     );
 }
+
+/// `--lora-dropout 0.1` (peft's `lora_dropout`) trains, is recorded in `config.json` and in the
+/// PEFT `adapter_config.json`, and changes training; 0 (the default) leaves the config as it
+/// was; a probability outside [0, 1) is an error naming the field.
+#[test]
+fn lora_dropout_is_recorded_and_changes_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny("tiny-bert");
+    let run = |out: &str, extra: &[&str]| {
+        let dir = tmp.path().join(out);
+        let dir_s = dir.display().to_string();
+        let args = [
+            "train",
+            "--task",
+            "cb",
+            "--method",
+            "lora",
+            "--model",
+            &model,
+            "--epochs",
+            "2",
+            "--max-train-samples",
+            "40",
+            "-o",
+            &dir_s,
+        ];
+        ok(&[&args[..], extra].concat());
+        dir.join("cb/lora/seed-1001")
+    };
+    let json = |path: std::path::PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let with = run("with", &["--lora-dropout", "0.1"]);
+    let without = run("without", &[]);
+    assert_eq!(json(with.join("config.json"))["lora"]["dropout"], 0.1);
+    assert!(json(without.join("config.json"))["lora"]
+        .get("dropout")
+        .is_none());
+    assert_eq!(
+        json(with.join("adapter/adapter_config.json"))["lora_dropout"],
+        0.1
+    );
+    assert_eq!(
+        json(without.join("adapter/adapter_config.json"))["lora_dropout"],
+        0.0
+    );
+    let loss = |dir: &Path| -> f64 {
+        let text = std::fs::read_to_string(dir.join("history.jsonl")).unwrap();
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        first["train_loss"].as_f64().unwrap()
+    };
+    assert_ne!(loss(&with), loss(&without));
+    let err = fails(&[
+        "train",
+        "--task",
+        "cb",
+        "--method",
+        "lora",
+        "--model",
+        &model,
+        "--lora-dropout",
+        "1",
+        "-o",
+        &tmp.path().join("bad").display().to_string(),
+    ]);
+    assert!(err.contains("lora.dropout"), "{err}");
+}
