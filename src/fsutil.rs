@@ -86,7 +86,7 @@ pub fn save_tensors_atomic(
 
 /// As [`save_tensors_atomic`], with a safetensors metadata header (e.g. `format: pt`, which
 /// `transformers` and `peft` expect).
-pub fn save_tensors_with_metadata(
+pub(crate) fn save_tensors_with_metadata(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
     metadata: Option<std::collections::HashMap<String, String>>,
     path: &Path,
@@ -108,7 +108,7 @@ pub fn save_tensors_with_metadata(
 /// An exclusive lock on a file, held until dropped (or the process ends, however it ends: the
 /// operating system releases it, so a killed process never leaves a stale lock behind).
 #[derive(Debug)]
-pub struct FileLock {
+pub(crate) struct FileLock {
     _file: File,
 }
 
@@ -117,7 +117,7 @@ pub struct FileLock {
 /// # Errors
 /// [`Error::Locked`] naming `what` and the lock file when another process holds it;
 /// [`Error::Write`] when the lock file cannot be created.
-pub fn try_lock(path: &Path, what: &Path) -> Result<FileLock> {
+pub(crate) fn try_lock(path: &Path, what: &Path) -> Result<FileLock> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| Error::Write {
             path: parent.to_path_buf(),
@@ -149,7 +149,7 @@ pub fn try_lock(path: &Path, what: &Path) -> Result<FileLock> {
 /// Removes the temporary files [`write_atomic`] leaves when a crash interrupts it
 /// (`.<name>.<random>.tmp`), under `dir` and its subdirectories. Best effort: a file that cannot
 /// be removed is only left over.
-pub fn remove_stale_temps(dir: &Path) {
+pub(crate) fn remove_stale_temps(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
@@ -184,7 +184,7 @@ pub(crate) fn sync_dir(dir: &Path) {
 ///
 /// # Errors
 /// [`Error::Io`] naming `path` when it cannot be opened or read.
-pub fn sha256_file(path: &Path) -> Result<String> {
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let io_err = |source| Error::io(path, source);
     let mut file = File::open(path).map_err(io_err)?;
     let mut hasher = Sha256::new();
@@ -216,7 +216,7 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
 ///
 /// # Errors
 /// [`Error::Io`] naming `path` if it cannot be read; [`Error::Json`] if it does not parse as `T`.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::Json {
         path: path.to_path_buf(),
@@ -228,7 +228,7 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 ///
 /// # Errors
 /// As [`read_json`] for a file that exists.
-pub fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+pub(crate) fn read_json_opt<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     if !path.exists() {
         return Ok(None);
     }

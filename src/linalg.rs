@@ -24,13 +24,13 @@ pub fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 /// Σ a·b in f64 summed strictly in index order: the order of L-BFGS-B's own loops, which the
 /// probe's two-loop recursion follows so that its iterates match scikit-learn's.
-pub fn dot_in_order(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot_in_order(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(p, q)| p * q).sum()
 }
 
 /// `(Σ v²)^½`, with the entries rescaled by their max-abs so that huge values (a kernel's FN
 /// ~ 1e7) and tiny ones (LoRA's F) neither overflow nor underflow.
-pub fn frobenius(v: &[f64]) -> f64 {
+pub(crate) fn frobenius(v: &[f64]) -> f64 {
     let m = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
     if m == 0.0 || !m.is_finite() {
         return m;

@@ -84,7 +84,7 @@ pub fn normal_vec(rng: &mut impl Rng, n: usize, mean: f32, std: f32) -> Vec<f32>
 }
 
 /// `n` draws from U(lo, hi).
-pub fn uniform_vec(rng: &mut impl Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+pub(crate) fn uniform_vec(rng: &mut impl Rng, n: usize, lo: f32, hi: f32) -> Vec<f32> {
     (0..n)
         .map(|_| lo + (hi - lo) * rng.random::<f32>())
         .collect()

@@ -9,7 +9,7 @@
 //!   one model. The diagonal `i = j` (always 1) is excluded, as "pairs i < j" in docs/method.md §6 says.
 //! - Diff(F): `mean_i ‖φ_m(x_i) − φ_0(x_i)‖₂` (the reading docs/method.md §6 recommends, "norm of the feature
 //!   difference"); the literal alternative `mean_i |‖φ_m(x_i)‖₂ − ‖φ_0(x_i)‖₂|` is
-//!   [`feature_norm_change`].
+//!   `feature_norm_change`.
 //! - FDR(F): `tr(S_W⁺ S_B)` with the un-normalised, count-weighted scatters
 //!   `S_W = Σ_c Σ_{i∈c} (φ_i − μ_c)(φ_i − μ_c)ᵀ`, `S_B = Σ_c n_c (μ_c − μ)(μ_c − μ)ᵀ` and the
 //!   Moore–Penrose pseudo-inverse. Dividing both by n (or both by anything) would not change the
@@ -128,13 +128,14 @@ pub fn feature_change(phi_m: &[f64], phi_0: &[f64], n: usize, d: usize) -> Resul
     Ok(total / n as f64)
 }
 
+#[cfg(test)]
 /// The literal alternative reading of Diff(F) ("difference in norms", docs/method.md §6):
 /// `(1/n) Σ_i |‖φ_m(x_i)‖₂ − ‖φ_0(x_i)‖₂|`. Shapes as [`feature_change`]; never larger than it
 /// (reverse triangle inequality).
 ///
 /// # Errors
 /// As [`feature_change`].
-pub fn feature_norm_change(phi_m: &[f64], phi_0: &[f64], n: usize, d: usize) -> Result<f64> {
+pub(crate) fn feature_norm_change(phi_m: &[f64], phi_0: &[f64], n: usize, d: usize) -> Result<f64> {
     check_pair(phi_m, phi_0, n, d)?;
     let total: f64 = phi_m
         .chunks_exact(d)

@@ -19,7 +19,7 @@
 //! - **Singular-value distribution**: singular values of the train×train matrix "each divided by
 //!   its own maximum, plotted in descending order" ([`normalized_spectrum`]).
 //! - **Heat maps**: "the trace (nuclear) norm of the C×C block K(x_i, x_j)"
-//!   ([`block_nuclear_norms`]); here "trace norm" is the nuclear norm (sum of singular values),
+//!   (`block_nuclear_norms`); here "trace norm" is the nuclear norm (sum of singular values),
 //!   not the trace.
 //!
 //! All computations are in f64 with `faer`. Singular values come from faer's SVD, which
@@ -31,10 +31,10 @@ use crate::error::{Error, Result};
 use crate::ntk::kernel::{frobenius, Kernel, KernelMatrix};
 
 /// Machine epsilon of the f64 rank ([`KernelStats::rank`]).
-pub const RANK_EPS_F64: f64 = f64::EPSILON;
+pub(crate) const RANK_EPS_F64: f64 = f64::EPSILON;
 /// Machine epsilon of the f32-comparable rank ([`KernelStats::rank_f32`]): `f32::EPSILON`
 /// (2^−23) as f64.
-pub const RANK_EPS_F32: f64 = f32::EPSILON as f64;
+pub(crate) const RANK_EPS_F32: f64 = f32::EPSILON as f64;
 
 /// The per-kernel statistics of Table 2 (except FT ratio and accuracy) and Fig. 2.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,7 +61,7 @@ pub struct KernelStats {
 /// [`Error::NonFiniteKernel`] for a NaN/∞ entry; [`Error::ZeroNorm`] for an all-zero (or empty)
 /// matrix, whose spectrum cannot be normalised; [`Error::DecompositionFailed`] if the SVD does
 /// not converge.
-pub fn kernel_stats(m: &KernelMatrix) -> Result<KernelStats> {
+pub(crate) fn kernel_stats(m: &KernelMatrix) -> Result<KernelStats> {
     let sv = singular_values(m)?;
     let spectrum = normalized_spectrum(&sv)?;
     Ok(KernelStats {
@@ -79,7 +79,7 @@ pub fn kernel_stats(m: &KernelMatrix) -> Result<KernelStats> {
 /// # Errors
 /// [`Error::NonFiniteKernel`] for a NaN/∞ entry; [`Error::DecompositionFailed`] if faer's SVD
 /// does not converge.
-pub fn singular_values(m: &KernelMatrix) -> Result<Vec<f64>> {
+pub(crate) fn singular_values(m: &KernelMatrix) -> Result<Vec<f64>> {
     check_finite(m)?;
     let mut sv = m
         .to_faer()
@@ -96,7 +96,7 @@ pub fn singular_values(m: &KernelMatrix) -> Result<Vec<f64>> {
 /// Numerical rank: the number of `σ_i > σ_max·max(rows, cols)·eps` (the LAPACK / NumPy / torch
 /// `matrix_rank` rule); `sv` are the singular values of a `[rows, cols]` matrix in any order.
 /// An all-zero matrix has rank 0.
-pub fn numerical_rank(sv: &[f64], rows: usize, cols: usize, eps: f64) -> usize {
+pub(crate) fn numerical_rank(sv: &[f64], rows: usize, cols: usize, eps: f64) -> usize {
     let smax = sv.iter().fold(0.0f64, |m, &s| m.max(s));
     let tol = smax * rows.max(cols) as f64 * eps;
     sv.iter().filter(|&&s| s > tol).count()
@@ -126,7 +126,7 @@ pub fn normalized_spectrum(sv: &[f64]) -> Result<Vec<f64>> {
 /// # Errors
 /// [`Error::Shape`] if the shapes differ; [`Error::NonFiniteKernel`]; [`Error::ZeroNorm`] if either
 /// matrix is zero.
-pub fn kernel_alignment(a: &KernelMatrix, b: &KernelMatrix) -> Result<f64> {
+pub(crate) fn kernel_alignment(a: &KernelMatrix, b: &KernelMatrix) -> Result<f64> {
     if (a.rows(), a.cols()) != (b.rows(), b.cols()) {
         return Err(Error::Shape {
             what: "kernel alignment",
@@ -263,13 +263,14 @@ pub fn ft_ratio(p: &Kernel, f: &Kernel, delta: &[f64]) -> Result<f64> {
     Ok(total / n1 as f64)
 }
 
+#[cfg(test)]
 /// Heat-map values (Fig. 8, 9): the nuclear ("trace") norm `Σ σ(B)` of each C×C block
 /// `B_{c c′} = K[i, c, j, c′]`, as an `[n1, n2]` matrix. For P every block is `g·I_C`, whose
 /// nuclear norm is `C·|g|`.
 ///
 /// # Errors
 /// [`Error::NonFiniteKernel`]; [`Error::DecompositionFailed`] if a block's SVD does not converge.
-pub fn block_nuclear_norms(k: &Kernel) -> Result<KernelMatrix> {
+pub(crate) fn block_nuclear_norms(k: &Kernel) -> Result<KernelMatrix> {
     let [n1, c, n2, _] = k.shape();
     let data = k.data();
     check_finite_flat(data, n2 * c)?;

@@ -128,10 +128,11 @@ pub fn compute(logits: &[f64], labels: &[usize], n_classes: usize) -> Result<Met
     })
 }
 
+#[cfg(test)]
 /// [`compute`] for f32 logits (the model's dtype): widens to f64 first, then computes in f64.
 ///
 /// Shapes and errors as in [`compute`].
-pub fn compute_f32(logits: &[f32], labels: &[usize], n_classes: usize) -> Result<Metrics> {
+pub(crate) fn compute_f32(logits: &[f32], labels: &[usize], n_classes: usize) -> Result<Metrics> {
     let wide: Vec<f64> = logits.iter().map(|&v| f64::from(v)).collect();
     compute(&wide, labels, n_classes)
 }
@@ -191,7 +192,7 @@ pub fn reliability(
 ///
 /// ECE = Σ_b (|B_b| / n)·|conf_b − acc_b| with `n` the total count; MCE = max_b |conf_b − acc_b|
 /// over non-empty bins. Both are fractions in `[0, 1]`; `(0, 0)` when every bin is empty.
-pub fn ece_mce(bins: &[ReliabilityBin]) -> (f64, f64) {
+pub(crate) fn ece_mce(bins: &[ReliabilityBin]) -> (f64, f64) {
     let total: usize = bins.iter().map(|b| b.count).sum();
     if total == 0 {
         return (0.0, 0.0);

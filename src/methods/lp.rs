@@ -78,7 +78,7 @@ pub fn fit_probe(
 
 /// Installs the probe's head (`LogReg::head`, with the binary halving) into `model`.
 /// Works whether the head is trainable (`Var`s are set in place) or frozen (replaced).
-pub fn install_head(
+pub(crate) fn install_head(
     model: &mut SequenceClassifier,
     vars: &std::collections::BTreeMap<String, candle_core::Var>,
     probe: &LogReg,

@@ -506,7 +506,7 @@ pub fn relative_buckets(l: usize) -> Vec<u32> {
 /// Additive attention mask `[b, 1, 1, l]` in the weights' `dtype`: 0 for tokens, the most
 /// negative f32 for padding (REF: transformers' extended attention mask uses
 /// `finfo(dtype).min`; f32's minimum is as good as any in f64, where it still underflows exp).
-pub fn additive_mask(inputs: &Inputs, dev: &Device, dtype: DType) -> Result<Tensor> {
+pub(crate) fn additive_mask(inputs: &Inputs, dev: &Device, dtype: DType) -> Result<Tensor> {
     let vals: Vec<f32> = inputs
         .attention_mask
         .iter()

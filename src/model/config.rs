@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 
 /// Buckets of MPNet's relative positions (REF: transformers' `MPNetEncoder.compute_position_bias`
 /// always buckets with 32, whatever the config says).
-pub const RELATIVE_BUCKETS: usize = 32;
+pub(crate) const RELATIVE_BUCKETS: usize = 32;
 /// Relative distances beyond this share MPNet's last bucket of each direction.
 pub const RELATIVE_MAX_DISTANCE: usize = 128;
 

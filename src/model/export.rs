@@ -35,7 +35,7 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
 }
 
 /// Writes `head.safetensors`.
-pub fn write_head(model: &SequenceClassifier, path: &Path) -> Result<()> {
+pub(crate) fn write_head(model: &SequenceClassifier, path: &Path) -> Result<()> {
     let map = HashMap::from([
         ("classifier.weight".to_string(), model.head.weight.clone()),
         ("classifier.bias".to_string(), model.head.bias.clone()),
@@ -44,7 +44,7 @@ pub fn write_head(model: &SequenceClassifier, path: &Path) -> Result<()> {
 }
 
 /// Writes the full model in Hugging Face layout under `dir`.
-pub fn write_hf_model(
+pub(crate) fn write_hf_model(
     model: &SequenceClassifier,
     files: &ModelFiles,
     labels: &[String],
@@ -138,7 +138,7 @@ fn modeling_file(arch: Arch) -> String {
 }
 
 /// Writes the LoRA adapter and head in PEFT layout under `dir`.
-pub fn write_peft_adapter(
+pub(crate) fn write_peft_adapter(
     model: &SequenceClassifier,
     files: &ModelFiles,
     lora: &LoraConfig,

@@ -12,7 +12,7 @@ use crate::model::fused;
 
 /// LayerNorm over the last dimension: (x − mean) / sqrt(var + eps) · γ + β (biased variance).
 /// Shapes: `xs` `[.., h]`, `gamma`/`beta` `[h]`. Uses the fused CPU kernel where it applies.
-pub fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+pub(crate) fn layer_norm(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
     if fused::applies(xs) {
         return Ok(fused::layer_norm(xs, gamma, beta, eps)?);
     }
@@ -39,7 +39,7 @@ pub fn residual_layer_norm(
 }
 
 /// The composed reference of [`residual_layer_norm`] (any device).
-pub fn residual_layer_norm_composed(
+pub(crate) fn residual_layer_norm_composed(
     y: &Tensor,
     residual: &Tensor,
     keep: Option<&Tensor>,
@@ -55,7 +55,12 @@ pub fn residual_layer_norm_composed(
 }
 
 /// The composed reference LayerNorm (any device).
-pub fn layer_norm_composed(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<Tensor> {
+pub(crate) fn layer_norm_composed(
+    xs: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
     let mean = xs.mean_keepdim(D::Minus1)?;
     let centred = xs.broadcast_sub(&mean)?;
     let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
@@ -65,7 +70,7 @@ pub fn layer_norm_composed(xs: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64)
 
 /// Softmax over the last dimension. The row maximum is subtracted for stability and detached:
 /// softmax is invariant to the shift, so the gradient is unchanged and needs no max backward.
-pub fn softmax_last(xs: &Tensor) -> Result<Tensor> {
+pub(crate) fn softmax_last(xs: &Tensor) -> Result<Tensor> {
     let max = xs.max_keepdim(D::Minus1)?.detach();
     let exp = xs.broadcast_sub(&max)?.exp()?;
     let sum = exp.sum_keepdim(D::Minus1)?;
@@ -73,20 +78,11 @@ pub fn softmax_last(xs: &Tensor) -> Result<Tensor> {
 }
 
 /// Log-softmax over the last dimension (stable: subtracts each row's own maximum).
-pub fn log_softmax_last(xs: &Tensor) -> Result<Tensor> {
+pub(crate) fn log_softmax_last(xs: &Tensor) -> Result<Tensor> {
     let max = xs.max_keepdim(D::Minus1)?.detach();
     let shifted = xs.broadcast_sub(&max)?;
     let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
     Ok(shifted.broadcast_sub(&lse)?)
-}
-
-/// softmax(scale · scores + mask) over the last dimension (fused on CPU). Shapes: `scores`
-/// `[b, heads, lq, lk]`, `mask` additive `[b, 1, 1, lk]`.
-pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
-    if fused::applies(scores) {
-        return Ok(fused::masked_softmax(scores, mask, scale)?);
-    }
-    softmax_last(&(scores * scale)?.broadcast_add(mask)?)
 }
 
 /// Multi-head attention of queries `q` `[b, lq, h]` over keys `k` and values `v` `[b, l, h]`
@@ -116,7 +112,7 @@ pub fn attention(
 
 /// The composed reference of [`attention`] (any device): split heads, two batched matmuls.
 #[allow(clippy::too_many_arguments)]
-pub fn attention_composed(
+pub(crate) fn attention_composed(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
@@ -152,7 +148,7 @@ pub fn attention_composed(
 }
 
 /// activation(xs + bias) over the last dimension (fused on CPU for GELU).
-pub fn bias_activation(xs: &Tensor, bias: &Tensor, act: Activation) -> Result<Tensor> {
+pub(crate) fn bias_activation(xs: &Tensor, bias: &Tensor, act: Activation) -> Result<Tensor> {
     if act == Activation::Gelu && fused::applies(xs) {
         return Ok(fused::bias_gelu(xs, bias)?);
     }
@@ -160,7 +156,7 @@ pub fn bias_activation(xs: &Tensor, bias: &Tensor, act: Activation) -> Result<Te
 }
 
 /// The FFN activation: GELU (erf form), GELU (tanh form) or ReLU.
-pub fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
+pub(crate) fn activation(xs: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(match act {
         Activation::GeluNew => xs.gelu()?,
         Activation::Relu => xs.relu()?,

@@ -37,12 +37,12 @@ use crate::probe::cv::{LogRegCv, LogRegCvParams};
 use crate::probe::logreg::{LogReg, SklearnCompat};
 
 /// REF: `LogisticRegressionCV(max_iter=10000)` in the kernel trainer (the LP uses 5000).
-pub const KERNEL_MAX_ITER: usize = 10_000;
+pub(crate) const KERNEL_MAX_ITER: usize = 10_000;
 
 /// Hyper-parameters of the kernel regression.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KernelRegressionParams {
+pub(crate) struct KernelRegressionParams {
     /// The cross-validated binary logistic regression. Default: [`LogRegCvParams::default`] with
     /// `max_iter` = [`KERNEL_MAX_ITER`] and `compat` = [`SklearnCompat::V1_9`] (see the module
     /// docs); [`SklearnCompat::V1_0`] is rejected.
@@ -88,7 +88,7 @@ pub struct KernelRegression {
 ///
 /// # Errors
 /// [`Error::LabelOutOfRange`] if some `y_i ≥ c`.
-pub fn logit_targets(y: &[usize], c: usize) -> Result<Vec<usize>> {
+pub(crate) fn logit_targets(y: &[usize], c: usize) -> Result<Vec<usize>> {
     let mut t = Vec::with_capacity(y.len() * c);
     for (index, &label) in y.iter().enumerate() {
         if label >= c {

@@ -13,7 +13,7 @@ const LS_XTOL: f64 = 0.1;
 /// L-BFGS-B's largest step when there are no bounds.
 const STEP_MAX: f64 = 1e10;
 
-pub struct Config {
+pub(crate) struct Config {
     /// Stored correction pairs.
     pub m: usize,
     /// Stop when max |g_i| ≤ pgtol.
@@ -72,7 +72,7 @@ fn direction(g: &[f64], mem: &VecDeque<Pair>, theta: f64, d: &mut [f64]) {
 
 /// Minimises `fun` (value, gradient written into its second argument) from `x0`. `on_iter`
 /// sees the iteration count and iterate after every completed iteration.
-pub fn minimize(
+pub(crate) fn minimize(
     fun: &mut dyn FnMut(&[f64], &mut [f64]) -> f64,
     x0: Vec<f64>,
     cfg: &Config,

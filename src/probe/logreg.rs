@@ -354,6 +354,7 @@ fn sigmoid(t: f64) -> f64 {
 }
 
 impl LogRegParams {
+    #[cfg(test)]
     /// Parameters with the reference's defaults (`tol` 1e-4, `max_iter` 5000, REF compat) and `c`.
     pub fn new(c: f64) -> Self {
         LogRegParams {

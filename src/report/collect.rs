@@ -61,7 +61,7 @@ fn derived_variant(cfg: &RunConfig) -> String {
 /// # Errors
 /// [`Error::Io`]/[`Error::Json`] naming the file that is missing or malformed (`metrics.json`,
 /// `config.json` are required; the analyses are optional).
-pub fn read_run(dir: &Path) -> Result<RunRecord> {
+pub(crate) fn read_run(dir: &Path) -> Result<RunRecord> {
     let config: RunConfig = rundir::read_config(dir)?;
     let metrics: RunMetrics = rundir::read_metrics(dir)?;
     let cell: Option<CellInfo> = read_json_opt(&dir.join(rundir::CELL))?;
@@ -101,7 +101,7 @@ pub fn read_run(dir: &Path) -> Result<RunRecord> {
 /// # Errors
 /// [`Error::MissingData`]-style [`Error::InvalidArgument`] when there is none; the first
 /// unreadable run's error.
-pub fn read_runs(root: &Path) -> Result<Vec<RunRecord>> {
+pub(crate) fn read_runs(root: &Path) -> Result<Vec<RunRecord>> {
     let dirs = find_runs(root);
     if dirs.is_empty() {
         return Err(Error::InvalidArgument {
@@ -136,7 +136,7 @@ impl Stat {
 }
 
 /// Runs grouped by (variant, task, method), each group's seeds in path order.
-pub type Groups<'a> = BTreeMap<(String, String, Method), Vec<&'a RunRecord>>;
+pub(crate) type Groups<'a> = BTreeMap<(String, String, Method), Vec<&'a RunRecord>>;
 
 /// Groups runs by (variant, task, method).
 pub fn group(runs: &[RunRecord]) -> Groups<'_> {

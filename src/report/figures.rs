@@ -117,7 +117,7 @@ pub fn lp_path(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figu
 
 /// Fig. 1b: ‖V‖_F per epoch for the methods with a gradient stage (mean over seeds; epoch 0 =
 /// the start of the stage), log scale.
-pub fn epoch_norms(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
+pub(crate) fn epoch_norms(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
     let rs = runs_of(runs, variant, task);
     let mut s = Vec::new();
     for m in Method::ALL.into_iter().filter(|m| m.has_gradient_stage()) {
@@ -173,7 +173,7 @@ pub fn epoch_norms(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<
 /// every `logging_steps`/`eval_steps`), else from `history.jsonl` (each epoch's mean training
 /// loss and its end-of-epoch validation loss). One line per method, the mean over seeds at each
 /// point, so that an undertrained method shows as one.
-pub fn loss_curves(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
+pub(crate) fn loss_curves(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
     let rs = runs_of(runs, variant, task);
     let from_log =
         |r: &RunRecord, pick: &dyn Fn(&crate::methods::progress::LogEntry) -> Option<f64>| {
@@ -274,7 +274,7 @@ fn capitalise(s: &str) -> String {
 }
 
 /// Fig. 1c: final ‖V‖_F per method, ours beside the paper's Table 13.
-pub fn norm_bars(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
+pub(crate) fn norm_bars(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
     let rs = runs_of(runs, variant, task);
     let mut bars = Vec::new();
     if let Some(st) = Stat::of(rs.iter().map(|r| r.metrics.initial_classifier_norm)) {
@@ -470,7 +470,7 @@ pub fn reliability(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<
 }
 
 /// Fig. 8/9: heat maps of F's per-pair trace norm ‖F(x_i, x_j)‖_* (rows grouped by class).
-pub fn heat_maps(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
+pub(crate) fn heat_maps(runs: &[RunRecord], variant: &str, task: &str) -> Result<Vec<Figure>> {
     let mut out = Vec::new();
     for m in Method::ALL.into_iter().filter(|m| m.has_gradient_stage()) {
         let Some(r) = runs_of(runs, variant, task)

@@ -12,11 +12,11 @@ use crate::report::render::table::{Fmt, Table, Value};
 /// "Close" normalised spectra: the mean |log10 σ_i/σ_1 (LoRA) − log10 σ_i/σ_1 (FT)| over the
 /// leading indices up to the smaller f32 rank. The paper's Fig. 2 is read by eye on a log axis;
 /// a mean gap below a quarter of a decade (a factor 1.8) is what "close" means on such a plot.
-pub const SPECTRUM_LOG_GAP: f64 = 0.25;
+pub(crate) const SPECTRUM_LOG_GAP: f64 = 0.25;
 
 /// "F dominates the NTK": the FT ratio (docs/method.md §7.3) above one half, i.e. F's share of the
 /// kernel-gradient step larger than P's (the paper: 1.0000 for LP-FT, 0.1987 for FT on CB).
-pub const FT_RATIO_DOMINANT: f64 = 0.5;
+pub(crate) const FT_RATIO_DOMINANT: f64 = 0.5;
 
 /// One checked claim.
 #[derive(Debug, Clone, serde::Serialize)]

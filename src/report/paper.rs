@@ -11,11 +11,11 @@
 //! Lookups take a dataset and a method name and return `None` for anything the paper does not
 //! print. Names are case-insensitive, surrounding whitespace is ignored and `_` equals `-`.
 //!
-//! Methods ([`METHODS`]): `pretrained` (the pre-trained backbone with its randomly initialised
+//! Methods (`METHODS`): `pretrained` (the pre-trained backbone with its randomly initialised
 //! head; aliases `pre-trained`, `pretrain`, `init`), `lp`, `ft`, `lp-ft` (alias `lpft`), `lora`,
 //! `lp-lora` (alias `lplora`).
 //!
-//! Datasets ([`DATASETS`]): `cb`, `rte`, `boolq`, `wic`, `wsc`, `cola`, `sst2`, `mrpc`, `amazon`,
+//! Datasets (`DATASETS`): `cb`, `rte`, `boolq`, `wic`, `wsc`, `cola`, `sst2`, `mrpc`, `amazon`,
 //! `dynasent`, `semeval`, `sst5`, `pubmed`. Aliases: `sst-2`, `sst-5`, `pubmed-20k`,
 //! `pubmed-20k-rct`, `pubmed-rct`, and the lpft task names `glue-rte` (→ `rte`) and `sst5-3`
 //! (→ `sst5`).
@@ -53,7 +53,7 @@ pub struct FeatureStats {
 
 /// Which kernel of the NTK decomposition a [`kernel_stats`] row describes (Table 2, Table 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum KernelKind {
+pub(crate) enum KernelKind {
     /// "Pre-train E" = P, the kernel of the head's own parameters; one row per dataset,
     /// shared by all methods.
     Pretrain,
@@ -99,18 +99,20 @@ pub struct Calibration {
     pub improvement: f64,
 }
 
+#[cfg(test)]
 /// Canonical method names used by the lookups, in the order the module docs list them.
-pub const METHODS: [&str; 6] = ["pretrained", "lp", "ft", "lp-ft", "lora", "lp-lora"];
+pub(crate) const METHODS: [&str; 6] = ["pretrained", "lp", "ft", "lp-ft", "lora", "lp-lora"];
 
+#[cfg(test)]
 /// Canonical dataset names used by the lookups.
-pub const DATASETS: [&str; 13] = [
+pub(crate) const DATASETS: [&str; 13] = [
     "cb", "rte", "boolq", "wic", "wsc", "cola", "sst2", "mrpc", "amazon", "dynasent", "semeval",
     "sst5", "pubmed",
 ];
 
 /// The canonical dataset name for `name` (case-insensitive, `_` = `-`, aliases such as
 /// `glue-rte` → `rte` and `sst5-3` → `sst5` resolved), or `None` if the paper has no such set.
-pub fn canonical_dataset(name: &str) -> Option<&'static str> {
+pub(crate) fn canonical_dataset(name: &str) -> Option<&'static str> {
     let canonical = match normalize(name).as_str() {
         "cb" => "cb",
         "rte" | "glue-rte" => "rte",
@@ -132,7 +134,7 @@ pub fn canonical_dataset(name: &str) -> Option<&'static str> {
 
 /// The canonical method name for `name` (case-insensitive, `_` = `-`, aliases such as
 /// `pre-trained` → `pretrained` resolved), or `None` if the paper has no such method row.
-pub fn canonical_method(name: &str) -> Option<&'static str> {
+pub(crate) fn canonical_method(name: &str) -> Option<&'static str> {
     let canonical = match normalize(name).as_str() {
         "pretrained" | "pre-trained" | "pretrain" | "init" => "pretrained",
         "lp" => "lp",
@@ -176,7 +178,7 @@ pub fn accuracy_boss(eval_set: &str, method: &str) -> Option<MeanStd> {
 /// Norm(C) is printed for Amazon only. Methods: `pretrained`, `lp`, `ft`, `lora`, `lp-ft`,
 /// `lp-lora`. Table 1's Norm(C) for CB/RTE differs from Table 13's (see [`classifier_norm`]);
 /// both are kept as printed.
-pub fn feature_stats(dataset: &str, method: &str) -> Option<FeatureStats> {
+pub(crate) fn feature_stats(dataset: &str, method: &str) -> Option<FeatureStats> {
     let dataset = canonical_dataset(dataset)?;
     let method = canonical_method(method)?;
     match dataset {
@@ -185,12 +187,13 @@ pub fn feature_stats(dataset: &str, method: &str) -> Option<FeatureStats> {
     }
 }
 
+#[cfg(test)]
 /// Table 12: Diff(F), the feature change during the FT stage (unitless norm), of `method` on
 /// `dataset`. Methods: `ft`, `lora`, `lp-ft`, `lp-lora`. Datasets: `cb`, `rte`, `cola`, `sst2`,
 /// `mrpc`, `boolq`, `wic`, `wsc`, and `amazon`, `dynasent`, `semeval`, `sst5` (all four with the
 /// Amazon-trained models). The values differ slightly from Table 1/11's Diff(F) (e.g. CB FT
 /// 21.1 here, 22.1 in Table 1); both are kept as printed.
-pub fn feature_change_ft_stage(dataset: &str, method: &str) -> Option<f64> {
+pub(crate) fn feature_change_ft_stage(dataset: &str, method: &str) -> Option<f64> {
     let dataset = canonical_dataset(dataset)?;
     let method = canonical_method(method)?;
     cell(&TABLE12, &FT_STAGE_METHODS, dataset, method)
@@ -214,7 +217,11 @@ pub fn classifier_norm(dataset: &str, method: &str) -> Option<f64> {
 /// [`KernelKind::Ft`] or [`KernelKind::Ntk`], `method` is `Some` of `ft`, `lora`, `lp-ft` or
 /// `lp-lora`; `None` then gives `None`. `ft_ratio` is the method's single FT Ratio, repeated on
 /// its F and NTK rows.
-pub fn kernel_stats(dataset: &str, method: Option<&str>, kind: KernelKind) -> Option<KernelStats> {
+pub(crate) fn kernel_stats(
+    dataset: &str,
+    method: Option<&str>,
+    kind: KernelKind,
+) -> Option<KernelStats> {
     let dataset = canonical_dataset(dataset)?;
     let method = match method {
         Some(name) => Some(canonical_method(name).filter(|m| FT_STAGE_METHODS.contains(m))?),
@@ -244,6 +251,7 @@ pub fn calibration(dataset: &str, method: &str, metric: CalibrationMetric) -> Op
         .map(|(_, _, _, row)| *row)
 }
 
+#[cfg(test)]
 /// Which paper table a lookup comes from, for captions: `kind` is the lookup function's name
 /// (`accuracy`, `accuracy_boss`, `feature_stats`, `feature_change_ft_stage`, `classifier_norm`,
 /// `kernel_stats`, `calibration`; `_` = `-`), and the answer is `None` when that table has no
@@ -252,7 +260,7 @@ pub fn calibration(dataset: &str, method: &str, metric: CalibrationMetric) -> Op
 /// Calibration: RTE is the main text's Table 3; the other SuperGLUE sets (CB, BoolQ, WiC, WSC)
 /// are given as Table 14 and the GLUE sets (CoLA, SST-2, MRPC) as Table 15 (the split follows
 /// the paper's remark that Table 15 holds SST-2 and MRPC).
-pub fn table_for(kind: &str, dataset: &str) -> Option<&'static str> {
+pub(crate) fn table_for(kind: &str, dataset: &str) -> Option<&'static str> {
     let dataset = canonical_dataset(dataset)?;
     let table = match (normalize(kind).as_str(), dataset) {
         ("accuracy", "pubmed") => "Table 16",
@@ -424,6 +432,7 @@ const TABLE11: [(&str, [FeatureStats; 4]); 6] = [
 /// Column order of Table 12; also the methods with an FT stage (kernel and calibration rows).
 const FT_STAGE_METHODS: [&str; 4] = ["ft", "lora", "lp-ft", "lp-lora"];
 
+#[cfg(test)]
 /// Table 12 (docs/method.md §6.3): Diff(F) during the FT stage; columns [`FT_STAGE_METHODS`].
 #[rustfmt::skip]
 const TABLE12: [(&str, [f64; 4]); 12] = [

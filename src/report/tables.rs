@@ -148,7 +148,7 @@ pub fn training(runs: &[RunRecord], variant: &str, task: &str) -> Option<Table> 
 }
 
 /// Out-of-distribution accuracy (Table 10 layout): ID test and every OOD set of the runs.
-pub fn ood_accuracy(runs: &[RunRecord], variant: &str) -> Option<Table> {
+pub(crate) fn ood_accuracy(runs: &[RunRecord], variant: &str) -> Option<Table> {
     let names: BTreeSet<String> = runs
         .iter()
         .filter(|r| r.variant == variant)
@@ -588,7 +588,7 @@ pub fn norm_sweep(runs: &[RunRecord], task: &str) -> Option<Table> {
 }
 
 /// Wall time per method (from `manifest.json`).
-pub fn runtimes(runs: &[RunRecord]) -> Table {
+pub(crate) fn runtimes(runs: &[RunRecord]) -> Table {
     let mut t = Table::new(
         "runtime",
         "Wall time per run",
@@ -692,7 +692,7 @@ pub fn differences(runs: &[RunRecord]) -> Vec<String> {
 }
 
 /// The distinct head scales κ of `method`'s runs among `rs`, ascending.
-pub fn sweep_kappas(rs: &[&RunRecord], method: Method) -> Vec<f64> {
+pub(crate) fn sweep_kappas(rs: &[&RunRecord], method: Method) -> Vec<f64> {
     let mut kappas: Vec<f64> = rs
         .iter()
         .filter(|r| r.method() == method)

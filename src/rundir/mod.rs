@@ -38,47 +38,47 @@ use crate::methods::progress::{EpochRecord, LogEntry};
 pub use checkpoint::CheckpointDir;
 
 /// `config.json`: the resolved [`RunConfig`].
-pub const CONFIG: &str = "config.json";
+pub(crate) const CONFIG: &str = "config.json";
 /// `metrics.json`: [`RunMetrics`], written last.
-pub const METRICS: &str = "metrics.json";
+pub(crate) const METRICS: &str = "metrics.json";
 /// `manifest.json`: [`Manifest`].
-pub const MANIFEST: &str = "manifest.json";
+pub(crate) const MANIFEST: &str = "manifest.json";
 /// `history.jsonl`: one [`EpochRecord`] per line.
-pub const HISTORY: &str = "history.jsonl";
+pub(crate) const HISTORY: &str = "history.jsonl";
 /// `log_history.jsonl`: step-level entries with transformers' key names (`--logging-steps`).
-pub const LOG_HISTORY: &str = "log_history.jsonl";
+pub(crate) const LOG_HISTORY: &str = "log_history.jsonl";
 /// `lp.json`: [`LpSummary`].
-pub const LP_SUMMARY: &str = "lp.json";
+pub(crate) const LP_SUMMARY: &str = "lp.json";
 /// `lp_head.safetensors`: the LP head installed before the gradient stage.
-pub const LP_HEAD: &str = "lp_head.safetensors";
+pub(crate) const LP_HEAD: &str = "lp_head.safetensors";
 /// `head.safetensors`: the final head.
 pub const HEAD: &str = "head.safetensors";
 /// `model/`: the fine-tuned model in the Hugging Face layout (FT, LP-FT).
-pub const MODEL_DIR: &str = "model";
+pub(crate) const MODEL_DIR: &str = "model";
 /// `adapter/`: the LoRA adapter in the PEFT layout (LoRA, LP-LoRA).
-pub const ADAPTER_DIR: &str = "adapter";
+pub(crate) const ADAPTER_DIR: &str = "adapter";
 /// `predictions/`: `<split>.safetensors` with `logits` and `labels`.
-pub const PREDICTIONS_DIR: &str = "predictions";
+pub(crate) const PREDICTIONS_DIR: &str = "predictions";
 /// `checkpoint/`: the resume state of an unfinished run.
-pub const CHECKPOINT_DIR: &str = "checkpoint";
+pub(crate) const CHECKPOINT_DIR: &str = "checkpoint";
 /// `calibration.json`: temperature scaling.
-pub const CALIBRATION: &str = "calibration.json";
+pub(crate) const CALIBRATION: &str = "calibration.json";
 /// `analysis.json`: feature statistics.
-pub const ANALYSIS: &str = "analysis.json";
+pub(crate) const ANALYSIS: &str = "analysis.json";
 /// `lp-path.json`: the LP norm path.
-pub const LP_PATH: &str = "lp-path.json";
+pub(crate) const LP_PATH: &str = "lp-path.json";
 /// `kernels/`: the eNTK's kernels.
-pub const KERNELS_DIR: &str = "kernels";
+pub(crate) const KERNELS_DIR: &str = "kernels";
 /// `kernels/ntk.json`: the eNTK's statistics.
-pub const NTK_SUMMARY: &str = "kernels/ntk.json";
+pub(crate) const NTK_SUMMARY: &str = "kernels/ntk.json";
 /// `kernels/alignment.json`: a LoRA run's F against an FT run's.
 pub const ALIGNMENT: &str = "kernels/alignment.json";
 /// `ood/<name>.json` and `ood/<name>.safetensors`: out-of-distribution evaluations.
-pub const OOD_DIR: &str = "ood";
+pub(crate) const OOD_DIR: &str = "ood";
 /// `cell.json`: the grid cell a run belongs to.
-pub const CELL: &str = "cell.json";
+pub(crate) const CELL: &str = "cell.json";
 /// `experiment.json` in a grid folder: the experiment and its cells.
-pub const EXPERIMENT: &str = "experiment.json";
+pub(crate) const EXPERIMENT: &str = "experiment.json";
 
 /// The metrics of a finished run (`metrics.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,7 +127,7 @@ pub fn run_dir(out_root: &Path, cfg: &RunConfig) -> PathBuf {
 
 /// The lock file of a run directory: `.<name>.lock` beside it (so that `--overwrite` can remove
 /// the directory while the lock is held).
-pub fn lock_path(dir: &Path) -> PathBuf {
+pub(crate) fn lock_path(dir: &Path) -> PathBuf {
     let name = dir
         .file_name()
         .map_or_else(|| "run".into(), |n| n.to_string_lossy().into_owned());
@@ -135,7 +135,7 @@ pub fn lock_path(dir: &Path) -> PathBuf {
 }
 
 /// Whether `dir` holds a finished run (its `metrics.json`).
-pub fn is_finished(dir: &Path) -> bool {
+pub(crate) fn is_finished(dir: &Path) -> bool {
     dir.join(METRICS).exists()
 }
 
@@ -163,7 +163,7 @@ pub fn read_metrics(dir: &Path) -> Result<RunMetrics> {
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::Json`] naming the file.
-pub fn read_config(dir: &Path) -> Result<RunConfig> {
+pub(crate) fn read_config(dir: &Path) -> Result<RunConfig> {
     crate::fsutil::read_json(&dir.join(CONFIG))
 }
 
@@ -171,7 +171,7 @@ pub fn read_config(dir: &Path) -> Result<RunConfig> {
 ///
 /// # Errors
 /// [`Error::Io`] naming a missing file; safetensors errors.
-pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+pub(crate) fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     if !path.exists() {
         return Err(Error::io(
             path,
@@ -190,7 +190,7 @@ pub fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
 ///
 /// # Errors
 /// [`Error::Json`] or [`Error::Write`] naming the file.
-pub fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<()> {
+pub(crate) fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<()> {
     let path = dir.join(HISTORY);
     let mut text = String::new();
     for rec in records {
@@ -208,7 +208,7 @@ pub fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::Json`] or [`Error::Write`] naming the file.
-pub fn write_log_history(dir: &Path, entries: &[LogEntry]) -> Result<()> {
+pub(crate) fn write_log_history(dir: &Path, entries: &[LogEntry]) -> Result<()> {
     let path = dir.join(LOG_HISTORY);
     let mut text = String::new();
     for entry in entries {
@@ -226,7 +226,7 @@ pub fn write_log_history(dir: &Path, entries: &[LogEntry]) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::Io`] or [`Error::JsonLine`] naming the file and line.
-pub fn read_history(dir: &Path) -> Result<Vec<EpochRecord>> {
+pub(crate) fn read_history(dir: &Path) -> Result<Vec<EpochRecord>> {
     read_jsonl(&dir.join(HISTORY))
 }
 
@@ -235,7 +235,7 @@ pub fn read_history(dir: &Path) -> Result<Vec<EpochRecord>> {
 ///
 /// # Errors
 /// A line that is not a log entry, naming the file and line.
-pub fn read_log_history(dir: &Path) -> Result<Vec<LogEntry>> {
+pub(crate) fn read_log_history(dir: &Path) -> Result<Vec<LogEntry>> {
     read_jsonl(&dir.join(LOG_HISTORY))
 }
 
@@ -261,7 +261,7 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 }
 
 /// `predictions/<split>.safetensors` of a run.
-pub fn predictions_path(dir: &Path, split: &str) -> PathBuf {
+pub(crate) fn predictions_path(dir: &Path, split: &str) -> PathBuf {
     dir.join(PREDICTIONS_DIR)
         .join(format!("{split}.safetensors"))
 }

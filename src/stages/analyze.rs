@@ -39,7 +39,7 @@ pub struct AnalysisRow {
 }
 
 /// Reads `analysis.json` of a run, if present.
-pub fn read_analysis(dir: &Path) -> Result<Option<RunAnalysis>> {
+pub(crate) fn read_analysis(dir: &Path) -> Result<Option<RunAnalysis>> {
     crate::fsutil::read_json_opt(&dir.join(rundir::ANALYSIS))
 }
 

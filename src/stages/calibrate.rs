@@ -23,7 +23,7 @@ pub struct CalibrationReport {
 }
 
 /// Logits `[n, C]` and labels `[n]` from `predictions/<split>.safetensors`.
-pub fn read_predictions(run: &Path, split: &str) -> Result<(Vec<f64>, Vec<usize>, usize)> {
+pub(crate) fn read_predictions(run: &Path, split: &str) -> Result<(Vec<f64>, Vec<usize>, usize)> {
     let path = crate::rundir::predictions_path(run, split);
     if !path.exists() {
         return Err(Error::io(

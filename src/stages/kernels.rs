@@ -145,7 +145,7 @@ pub fn ntk_run(
 }
 
 /// Reads `kernels/ntk.json` of a run, if present.
-pub fn read_ntk(dir: &Path) -> Result<Option<NtkSummary>> {
+pub(crate) fn read_ntk(dir: &Path) -> Result<Option<NtkSummary>> {
     crate::fsutil::read_json_opt(&dir.join(rundir::NTK_SUMMARY))
 }
 
@@ -167,7 +167,7 @@ pub struct Alignment {
 }
 
 /// Reads one tensor of a safetensors file written by [`save_kernels`].
-pub fn read_kernel_tensor(path: &Path, name: &str) -> Result<Tensor> {
+pub(crate) fn read_kernel_tensor(path: &Path, name: &str) -> Result<Tensor> {
     let t = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| {
         if path.exists() {
             Error::from(e)
@@ -188,7 +188,7 @@ pub fn read_kernel_tensor(path: &Path, name: &str) -> Result<Tensor> {
 }
 
 /// A `[n1, C, n2, C]` kernel tensor as a [`Kernel`].
-pub fn kernel_from_tensor(t: &Tensor) -> Result<Kernel> {
+pub(crate) fn kernel_from_tensor(t: &Tensor) -> Result<Kernel> {
     let dims = t.dims();
     if dims.len() != 4 {
         return Err(Error::InvalidArgument {
@@ -205,7 +205,7 @@ pub fn kernel_from_tensor(t: &Tensor) -> Result<Kernel> {
 
 /// The saved train×train F of a run (`kernels/F_train_train.safetensors`) and its example
 /// indices.
-pub fn read_f_train(dir: &Path) -> Result<(Kernel, Vec<i64>)> {
+pub(crate) fn read_f_train(dir: &Path) -> Result<(Kernel, Vec<i64>)> {
     let file = dir.join("kernels/F_train_train.safetensors");
     let k = kernel_from_tensor(&read_kernel_tensor(&file, "kernel")?)?;
     let idx: Vec<i64> = read_kernel_tensor(&file, "indices1")?.to_vec1()?;

@@ -13,7 +13,7 @@ use crate::stages::train::load_task;
 ///
 /// # Errors
 /// [`crate::Error::InvalidArgument`] for a run without an LP stage; loading and fitting errors.
-pub fn lp_path_of_run(dir: &std::path::Path) -> Result<LpPath> {
+pub(crate) fn lp_path_of_run(dir: &std::path::Path) -> Result<LpPath> {
     let trained = load_run(dir)?;
     let cfg = &trained.config;
     let summary = trained

@@ -271,7 +271,7 @@ fn i64_tensor(v: &[usize]) -> Result<Tensor> {
 ///
 /// # Errors
 /// [`Error::Write`] (and candle errors) when a file cannot be written.
-pub fn save_kernels(dir: &Path, k: &RunKernels) -> Result<Vec<PathBuf>> {
+pub(crate) fn save_kernels(dir: &Path, k: &RunKernels) -> Result<Vec<PathBuf>> {
     let out = dir.join(rundir::KERNELS_DIR);
     let mut written = Vec::new();
     let split = k.split.as_str();

@@ -23,7 +23,7 @@ pub struct OodResult {
 
 /// Where an OOD set's examples come from.
 #[derive(Debug, Clone)]
-pub enum OodData {
+pub(crate) enum OodData {
     /// A built-in task's split, found like any task (`data_dir` first).
     Task { task: String, split: Split },
     /// A labelled file; its labels are mapped onto the run's label names.
@@ -36,7 +36,7 @@ pub enum OodData {
 /// # Errors
 /// [`Error::InvalidArgument`] naming `ood.<name>` when the task's labels are not the run's; data,
 /// model and write errors.
-pub fn evaluate_ood(
+pub(crate) fn evaluate_ood(
     dir: &Path,
     name: &str,
     data: &OodData,

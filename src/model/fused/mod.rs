@@ -4,7 +4,7 @@
 //! buffer and a thread barrier, and its backward adds the step's gradient into a freshly zeroed
 //! accumulator. These kernels do one pass per row block (rayon) and their backward is one more:
 //!
-//! - this module: LayerNorm, masked softmax, bias + GELU;
+//! - this module: LayerNorm, the softmax row kernel of the attention, bias + GELU;
 //! - [`linear()`]: y = x Wᵀ + b with the bias as the GEMM's initial value and a backward that
 //!   computes only the gradients autograd tracks (no dW for frozen weights);
 //! - [`linear_gelu`]: the FFN's first layer and its GELU as one op (the pre-activation kept
@@ -258,7 +258,7 @@ pub(crate) fn layer_norm_backward(
 }
 
 /// LayerNorm over the last dimension (fused on CPU; see [`crate::model::ops::layer_norm`]).
-pub fn layer_norm(
+pub(crate) fn layer_norm(
     xs: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
@@ -274,71 +274,8 @@ pub fn layer_norm(
 
 // ------------------------------------------------------- masked, scaled softmax
 
-/// softmax(scale · s + mask) over the last dim; `s` `[b, heads, lq, lk]`, `mask` `[b, 1, 1, lk]`.
-struct MaskedSoftmaxOp {
-    scale: f32,
-}
-
-impl CustomOp2 for MaskedSoftmaxOp {
-    fn name(&self) -> &'static str {
-        "fused-masked-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let s = slice(s1, l1, "attention scores")?;
-        let m = slice(s2, l2, "attention mask")?;
-        let (b, heads, lq, lk) = l1.shape().dims4()?;
-        if m.len() != b * lk {
-            candle_core::bail!("attention mask has {} values, expected {}", m.len(), b * lk);
-        }
-        let rows_per_batch = heads * lq;
-        let mut p = vec![0f32; s.len()];
-        p.par_chunks_mut(lk * ROWS_PER_TASK)
-            .zip(s.par_chunks(lk * ROWS_PER_TASK))
-            .enumerate()
-            .for_each(|(task, (pc, sc))| {
-                math::simd(
-                    #[inline(always)]
-                    || {
-                        for (r, (pr, sr)) in pc.chunks_mut(lk).zip(sc.chunks(lk)).enumerate() {
-                            let row = task * ROWS_PER_TASK + r;
-                            let mr = &m[(row / rows_per_batch) * lk..][..lk];
-                            pr.copy_from_slice(sr);
-                            masked_softmax_row(pr, self.scale, mr);
-                        }
-                    },
-                )
-            });
-        Ok((CpuStorage::F32(p), l1.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _s: &Tensor,
-        _mask: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let ds = res.apply_op2_no_bwd(&grad, &SoftmaxBwdOp { scale: self.scale })?;
-        Ok((Some(ds), None))
-    }
-}
-
-/// In place: row ← softmax(scale · row + mask) (mask additive, same length as the row).
-#[inline(always)]
-pub(crate) fn masked_softmax_row(row: &mut [f32], scale: f32, mask: &[f32]) {
-    biased_softmax_row(row, scale, None, mask)
-}
-
 /// In place: row ← softmax(scale · row + bias + mask), summed in that order (as transformers'
-/// MPNet adds its position bias, then the mask); without `bias`, [`masked_softmax_row`].
+/// MPNet adds its position bias, then the mask).
 #[inline(always)]
 pub(crate) fn biased_softmax_row(row: &mut [f32], scale: f32, bias: Option<&[f32]>, mask: &[f32]) {
     match bias {
@@ -361,55 +298,6 @@ pub(crate) fn biased_softmax_row(row: &mut [f32], scale: f32, bias: Option<&[f32
     for v in row.iter_mut() {
         *v *= inv;
     }
-}
-
-/// ds = scale · p ⊙ (g − Σ_j g_j p_j), row-wise.
-struct SoftmaxBwdOp {
-    scale: f32,
-}
-
-impl CustomOp2 for SoftmaxBwdOp {
-    fn name(&self) -> &'static str {
-        "fused-softmax-bwd"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let p = slice(s1, l1, "softmax output")?;
-        let g = slice(s2, l2, "softmax grad")?;
-        let lk = *l1.shape().dims().last().unwrap_or(&1);
-        let mut ds = vec![0f32; p.len()];
-        ds.par_chunks_mut(lk * ROWS_PER_TASK)
-            .zip(p.par_chunks(lk * ROWS_PER_TASK))
-            .zip(g.par_chunks(lk * ROWS_PER_TASK))
-            .for_each(|((dc, pc), gc)| {
-                for ((dr, pr), gr) in dc.chunks_mut(lk).zip(pc.chunks(lk)).zip(gc.chunks(lk)) {
-                    let dot = math::dot(pr, gr);
-                    for j in 0..lk {
-                        dr[j] = self.scale * pr[j] * (gr[j] - dot);
-                    }
-                }
-            });
-        Ok((CpuStorage::F32(ds), l1.shape().clone()))
-    }
-}
-
-/// softmax(scale · scores + mask) over the last dim. Shapes: `scores` `[b, heads, lq, lk]`,
-/// `mask` additive `[b, 1, 1, lk]` (a constant: it gets no gradient).
-pub fn masked_softmax(scores: &Tensor, mask: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
-    let scores = scores.contiguous()?;
-    let mask = mask.contiguous()?;
-    scores.apply_op2_arc(
-        &mask,
-        std::sync::Arc::new(Box::new(MaskedSoftmaxOp {
-            scale: scale as f32,
-        })),
-    )
 }
 
 // ---------------------------------------------------------------- bias + GELU
@@ -550,7 +438,7 @@ impl CustomOp3 for BiasGeluBwdOp {
 }
 
 /// gelu_erf(xs + bias) over the last dim. Shapes: `xs` `[.., f]`, `bias` `[f]`.
-pub fn bias_gelu(xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn bias_gelu(xs: &Tensor, bias: &Tensor) -> candle_core::Result<Tensor> {
     let xs = xs.contiguous()?;
     xs.apply_op2_arc(bias, std::sync::Arc::new(Box::new(BiasGeluOp)))
 }
@@ -594,7 +482,7 @@ mod tests {
     use super::testing::{randn, rel, weighted_grads};
     use super::*;
     use crate::model::ops;
-    use candle_core::{Device, Var};
+    use candle_core::Var;
 
     /// f32 kernels against f32 composed ops: different summation orders only.
     const VALUE_TOL: f32 = 1e-5;
@@ -626,34 +514,6 @@ mod tests {
                 name,
             );
         }
-    }
-
-    #[test]
-    fn masked_softmax_matches_composed_forward_and_backward() {
-        let s = Var::from_tensor(&randn(&[2, 3, 5, 7], 5, 3.0)).unwrap();
-        let mut m = vec![0f32; 14];
-        m[5] = f32::MIN;
-        m[6] = f32::MIN;
-        m[13] = f32::MIN;
-        let mask = Tensor::from_vec(m, (2, 1, 1, 7), &Device::Cpu).unwrap();
-        let w = randn(&[2, 3, 5, 7], 6, 1.0);
-        let fused = masked_softmax(s.as_tensor(), &mask, 0.25).unwrap();
-        let composed = ops::softmax_last(
-            &(s.as_tensor() * 0.25)
-                .unwrap()
-                .broadcast_add(&mask)
-                .unwrap(),
-        )
-        .unwrap();
-        close(&fused, &composed, VALUE_TOL, "softmax values");
-        let gf = weighted_grads(&fused, &w);
-        let gc = weighted_grads(&composed, &w);
-        close(
-            gf.get(s.as_tensor()).unwrap(),
-            gc.get(s.as_tensor()).unwrap(),
-            GRAD_REL_TOL,
-            "dscores",
-        );
     }
 
     #[test]

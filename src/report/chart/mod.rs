@@ -30,7 +30,7 @@ pub use reliability::reliability_diagram;
 pub use crate::error::PlotError;
 
 /// Result type of the plotting functions.
-pub type PlotResult<T> = std::result::Result<T, PlotError>;
+pub(crate) type PlotResult<T> = std::result::Result<T, PlotError>;
 
 /// Scale of a numeric axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

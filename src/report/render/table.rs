@@ -92,7 +92,7 @@ fn fmt_num(x: f64, fmt: Fmt) -> String {
 }
 
 /// A cell as text in `fmt`: `mean ± std` for a statistic over several seeds.
-pub fn render(v: &Value, fmt: Fmt) -> String {
+pub(crate) fn render(v: &Value, fmt: Fmt) -> String {
     match v {
         Value::Text(s) => s.clone(),
         Value::Num(x) => fmt_num(*x, fmt),
@@ -235,7 +235,7 @@ impl Table {
 }
 
 /// Escapes `&`, `<`, `>`, `"`.
-pub fn html_escape(s: &str) -> String {
+pub(crate) fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
