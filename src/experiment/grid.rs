@@ -20,7 +20,7 @@ use crate::experiment::config::{Cell, ExperimentConfig, OodSet};
 use crate::methods::{Method, Observer};
 use crate::ntk::Contraction;
 use crate::rundir::{self, write_json};
-use crate::stages::analyze::analyze_runs;
+use crate::stages::analyze::analyze_runs_cached;
 use crate::stages::calibrate::calibrate_run;
 use crate::stages::kernels::{align_runs, ntk_run};
 use crate::stages::lp_path::lp_path_of_run;
@@ -191,7 +191,13 @@ fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Resu
             .map(|f| f.split)
             .or(exp.analyses.norm_sweep.as_ref().map(|s| s.split))
             .unwrap_or(data::Split::Test);
-        analyze_runs(std::slice::from_ref(&cell.dir), split)?;
+        // Shared by every cell of the grid, like the LP cache: <out>/cache/features.
+        let cache = cell
+            .dir
+            .ancestors()
+            .nth(5)
+            .map(|out| out.join("cache").join("features"));
+        analyze_runs_cached(std::slice::from_ref(&cell.dir), split, cache.as_deref())?;
     }
     if todo.calibration {
         obs.stage(cell, "calibration");

@@ -51,6 +51,19 @@ pub(crate) fn read_analysis(dir: &Path) -> Result<Option<RunAnalysis>> {
 /// whose backbone is the pre-trained one. Norm(C) of the "Pre-trained" row is the run's initial
 /// random head (`metrics.json`'s `initial_classifier_norm`).
 pub fn analyze_runs(runs: &[PathBuf], split: Split) -> Result<Vec<AnalysisRow>> {
+    analyze_runs_cached(runs, split, None)
+}
+
+/// [`analyze_runs`], with the pre-trained features kept in `cache` (a grid's
+/// `<out>/cache/features/`) so that the cells of a grid, analysed one at a time, compute them
+/// once per (model, task, split): the file is named by a hash of every input they depend on
+/// (the model files' paths, sizes and modification times, the tokenisation, the split's
+/// examples, the evaluation batch size and the thread count), so any change is a new entry.
+pub fn analyze_runs_cached(
+    runs: &[PathBuf],
+    split: Split,
+    cache: Option<&Path>,
+) -> Result<Vec<AnalysisRow>> {
     let mut pretrained: BTreeMap<(String, String), (Vec<f64>, FeatureStats)> = BTreeMap::new();
     let mut rows: Vec<AnalysisRow> = Vec::new();
     for dir in runs {
@@ -65,8 +78,26 @@ pub fn analyze_runs(runs: &[PathBuf], split: Split) -> Result<Vec<AnalysisRow>> 
         let c = task.labels.len();
         let key = (cfg.model.clone(), format!("{}/{}", cfg.task, split));
         if !pretrained.contains_key(&key) {
-            let base = base_model(&trained.files, c)?;
-            let phi0 = features(&base, &trained.tokenizer, &enc, cfg.train.eval_batch_size)?;
+            let entry = match cache {
+                Some(dir) => Some(features_cache_entry(dir, &trained.files, cfg, examples)?),
+                None => None,
+            };
+            let cached = match &entry {
+                Some(path) => read_cached_features(path, n, d),
+                None => None,
+            };
+            let phi0 = match cached {
+                Some(phi0) => phi0,
+                None => {
+                    let base = base_model(&trained.files, c)?;
+                    let phi0 =
+                        features(&base, &trained.tokenizer, &enc, cfg.train.eval_batch_size)?;
+                    if let Some(path) = &entry {
+                        write_cached_features(path, &phi0, n, d)?;
+                    }
+                    phi0
+                }
+            };
             let mut stats = FeatureStats::compute(&phi0, n, d, &labels, c, None, None)?;
             stats.norm = Some(trained.metrics.initial_classifier_norm);
             rows.push(AnalysisRow {
@@ -109,6 +140,93 @@ pub fn analyze_runs(runs: &[PathBuf], split: Split) -> Result<Vec<AnalysisRow>> 
         });
     }
     Ok(rows)
+}
+
+/// Everything the pre-trained features of a split depend on (see [`analyze_runs_cached`]).
+#[derive(Serialize)]
+struct FeaturesKey<'a> {
+    format: u32,
+    weights: (String, u64, u128),
+    config: (String, u64, u128),
+    tokenizer: (String, u64, u128),
+    tokenize: &'a crate::data::batch::TokenizeConfig,
+    eval_batch_size: usize,
+    threads: usize,
+    /// sha256 of the split's examples.
+    examples: String,
+}
+
+/// The cache file of the pre-trained features with these inputs.
+fn features_cache_entry(
+    dir: &Path,
+    files: &ModelFiles,
+    cfg: &crate::methods::RunConfig,
+    examples: &[crate::data::Example],
+) -> Result<PathBuf> {
+    use crate::stages::train::file_stamp;
+    use sha2::{Digest, Sha256};
+    let json = |e: serde_json::Error| crate::error::Error::Json {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    let key = FeaturesKey {
+        format: 1,
+        weights: file_stamp(&files.weights)?,
+        config: file_stamp(&files.weights.with_file_name("config.json"))?,
+        tokenizer: file_stamp(&files.tokenizer)?,
+        tokenize: &cfg.tokenize,
+        eval_batch_size: cfg.train.eval_batch_size,
+        threads: candle_core::utils::get_num_threads(),
+        examples: crate::fsutil::to_hex(&Sha256::digest(
+            serde_json::to_vec(examples).map_err(json)?,
+        )),
+    };
+    let key = serde_json::to_string(&key).map_err(json)?;
+    let digest = crate::fsutil::to_hex(&Sha256::digest(key.as_bytes()));
+    Ok(dir.join(format!("phi0-{}.safetensors", &digest[..32])))
+}
+
+/// The cached features `[n, d]`, or `None` (absent, unreadable or of another shape: then they
+/// are computed again and the entry replaced; a crash cannot leave a torn one, writes are atomic).
+fn read_cached_features(path: &Path, n: usize, d: usize) -> Option<Vec<f64>> {
+    if !path.exists() {
+        return None;
+    }
+    let read = || -> Result<Vec<f64>> {
+        let t = candle_core::safetensors::load(path, &Device::Cpu)?;
+        let phi = t
+            .get("features")
+            .ok_or_else(|| crate::error::Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: "no `features` tensor".into(),
+            })?;
+        if phi.dims() != [n, d] {
+            return Err(crate::error::Error::Checkpoint {
+                path: path.to_path_buf(),
+                reason: format!("features of shape {:?}, expected [{n}, {d}]", phi.dims()),
+            });
+        }
+        Ok(phi.flatten_all()?.to_vec1::<f64>()?)
+    };
+    match read() {
+        Ok(phi) => Some(phi),
+        Err(e) => {
+            log::warn!("ignoring the features cache entry {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+fn write_cached_features(path: &Path, phi: &[f64], n: usize, d: usize) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| crate::error::Error::Write {
+            path: parent.to_path_buf(),
+            source: e,
+        })?;
+    }
+    let t = candle_core::Tensor::from_slice(phi, (n, d), &Device::Cpu)?;
+    let map = std::collections::HashMap::from([("features".to_string(), t)]);
+    crate::fsutil::save_tensors_with_metadata(&map, None, path)
 }
 
 /// The pre-trained encoder with a head of `c` labels (the head is not used by the features).

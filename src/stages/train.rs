@@ -62,7 +62,7 @@ struct CachedLp {
     train_accuracy: f64,
 }
 
-fn file_stamp(path: &Path) -> Result<(String, u64, u128)> {
+pub(crate) fn file_stamp(path: &Path) -> Result<(String, u64, u128)> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let mtime = meta
         .modified()

@@ -658,6 +658,25 @@ label = "gold"
         head("kappa-1/cb/lp-ft/seed-1")
     );
     assert_ne!(head("base/cb/lp/seed-1"), head("lp-c100/cb/lp/seed-1"));
+    // The pre-trained features of the test split: computed once for the whole grid, and the
+    // same statistics as `lpft analyze` computes without the cache.
+    let phi0 = std::fs::read_dir(out.join("cache/features"))
+        .unwrap()
+        .count();
+    assert_eq!(phi0, 1, "pre-trained features in the grid's cache");
+    let analysis = |r: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(runs.join(r).join("analysis.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let grid_stats = analysis("base/cb/lp-ft/seed-2");
+    ok(&[
+        "analyze",
+        "--runs",
+        &runs.join("base/cb/lp-ft/seed-2").display().to_string(),
+        "--split",
+        "test",
+    ]);
+    assert_eq!(analysis("base/cb/lp-ft/seed-2"), grid_stats);
 
     // P depends only on the pre-trained features: identical for every method's eNTK.
     let p_of = |m: &str| {
