@@ -35,6 +35,13 @@ pub fn print_summary(r: &ReportOutcome) {
         r.figures,
         r.markdown.display()
     );
+    if !r.unfinished.is_empty() {
+        println!(
+            "{} cell(s) not finished (the report covers the finished runs): {}",
+            r.unfinished.len(),
+            r.unfinished.join(", ")
+        );
+    }
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {

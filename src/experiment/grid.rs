@@ -357,6 +357,54 @@ pub fn run_grid(
     Ok(outcome)
 }
 
+/// Runs the cell at `index` of [`ExperimentConfig::cells`] alone, unless it is finished: one
+/// task of a Slurm array (`lpft reproduce --cell K`). Cells of a grid run this way at the same
+/// time, so it takes no grid lock: each run directory has its own, and the grid's caches are
+/// written atomically. The per-(variant, task, seed) kernel alignments and the report are left
+/// to a plain [`run_grid`] afterwards. Returns the cell, and whether it was run.
+///
+/// # Errors
+/// An index outside the grid (naming `--cell` and the grid's size), and the cell's own errors.
+pub fn run_one_cell(
+    exp: &ExperimentConfig,
+    out: &Path,
+    index: usize,
+    obs: &dyn GridObserver,
+) -> Result<(Cell, bool)> {
+    exp.validate()?;
+    let cells = exp.cells(out)?;
+    let Some(cell) = cells.get(index) else {
+        return Err(Error::InvalidArgument {
+            field: "--cell".into(),
+            reason: format!(
+                "{index} is outside the grid's {} cells (0..{})",
+                cells.len(),
+                cells.len()
+            ),
+        });
+    };
+    if !out.join(rundir::EXPERIMENT).exists() {
+        write_json(
+            &out.join(rundir::EXPERIMENT),
+            &ExperimentRecord {
+                config: exp.clone(),
+                cells: cells.clone(),
+                last_wall_seconds: 0.0,
+                last_cells_run: 0,
+            },
+        )?;
+    }
+    if pending(exp, cell).is_empty() {
+        return Ok((cell.clone(), false));
+    }
+    obs.cell_started(index, cell);
+    let t = Instant::now();
+    let result = run_cell(exp, cell, obs);
+    let error = result.as_ref().err().map(|e| error_chain(e));
+    obs.cell_finished(cell, t.elapsed().as_secs_f64(), error.as_deref());
+    result.map(|()| (cell.clone(), true))
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();

@@ -35,6 +35,8 @@ pub struct ReportOutcome {
     pub tables: Vec<Table>,
     pub figures: usize,
     pub findings: Vec<Finding>,
+    /// The grid's cells not finished yet (see [`Report::unfinished`]).
+    pub unfinished: Vec<String>,
 }
 
 /// Everything of the report, before writing.
@@ -43,6 +45,9 @@ pub struct Report {
     pub description: String,
     pub encoder: Vec<String>,
     pub differences: Vec<String>,
+    /// The grid's cells without a finished run (`metrics.json`), as `variant/task/method/seed-S`;
+    /// empty for a finished grid or runs that are not a grid's.
+    pub unfinished: Vec<String>,
     pub findings: Vec<Finding>,
     /// Sections: (heading, tables, figures).
     pub sections: Vec<(String, Vec<Table>, Vec<Figure>)>,
@@ -150,6 +155,16 @@ pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
         description,
         encoder,
         differences: tables::differences(&runs),
+        unfinished: record
+            .as_ref()
+            .map(|r| {
+                r.cells
+                    .iter()
+                    .filter(|c| !crate::rundir::is_finished(&c.dir))
+                    .map(|c| format!("{}/{}/{}/seed-{}", c.variant, c.task, c.method, c.seed))
+                    .collect()
+            })
+            .unwrap_or_default(),
         findings,
         sections,
     };
@@ -196,6 +211,7 @@ pub fn write_report(runs_root: &Path, out: &Path) -> Result<ReportOutcome> {
         tables: all_tables,
         figures: n_fig,
         findings: report.findings,
+        unfinished: report.unfinished,
     })
 }
 
@@ -216,6 +232,14 @@ fn markdown(r: &Report) -> String {
     s.push_str("\nWhat differs from the paper:\n\n");
     for d in &r.differences {
         s.push_str(&format!("- {d}\n"));
+    }
+    if !r.unfinished.is_empty() {
+        s.push_str(&format!(
+            "\n**{} cell(s) of the grid not finished**; the tables and findings are of the \
+             finished runs only: {}\n",
+            r.unfinished.len(),
+            r.unfinished.join(", ")
+        ));
     }
     s.push_str("\n## Findings\n\n");
     s.push_str(&findings::table(&r.findings).to_markdown());
@@ -265,7 +289,16 @@ fn html(r: &Report) -> String {
     for d in &r.differences {
         s.push_str(&format!("<li>{}</li>", html_escape(d)));
     }
-    s.push_str("</ul>\n<h2 id=\"findings\">Findings</h2>\n");
+    s.push_str("</ul>\n");
+    if !r.unfinished.is_empty() {
+        s.push_str(&format!(
+            "<p><b>{} cell(s) of the grid not finished</b>; the tables and findings are of the \
+             finished runs only: {}</p>\n",
+            r.unfinished.len(),
+            html_escape(&r.unfinished.join(", "))
+        ));
+    }
+    s.push_str("<h2 id=\"findings\">Findings</h2>\n");
     let ft = findings::table(&r.findings).to_html();
     let ft = ft
         .replace(

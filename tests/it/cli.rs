@@ -1457,3 +1457,141 @@ fn lora_dropout_is_recorded_and_changes_training() {
     ]);
     assert!(err.contains("lora.dropout"), "{err}");
 }
+
+/// `reproduce --emit slurm` writes an array script with one cell per task, a finishing script
+/// and `submit.sh` chaining them with `--dependency=afterok`. Run here the way Slurm runs them
+/// (bash with `SLURM_ARRAY_TASK_ID`; `#SBATCH` lines are comments to it), two tasks at once: the
+/// cells finish, `lpft report` on a partial grid lists the cells not finished, a rerun of every
+/// task runs only what is left, and the finishing job adds the alignment and the report.
+#[test]
+fn slurm_scripts_run_the_grid_one_cell_per_task() {
+    let dir = util::temp_dir("slurm");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 40, 12);
+    let config = dir.path().join("grid.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+name = "tiny-slurm"
+model = "{model}"
+data_dir = "{data}"
+tasks = ["cb"]
+methods = ["lp", "ft", "lora"]
+seeds = [1]
+[overrides]
+train = {{ epochs = 1, batch_size = 8, lr = 1e-3 }}
+[analyses]
+features = {{ split = "test" }}
+ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
+"#,
+            model = tiny("tiny-bert"),
+            data = data.display(),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("grid");
+    let (config_s, out_s) = (config.display().to_string(), out.display().to_string());
+    let printed = ok(&[
+        "reproduce",
+        "--config",
+        &config_s,
+        "--out",
+        &out_s,
+        "--emit",
+        "slurm",
+        "--partition",
+        "debug",
+        "--time",
+        "00:10:00",
+        "--cpus-per-task",
+        "1",
+        "--mem",
+        "2G",
+    ]);
+    let slurm = out.join("slurm");
+    assert_eq!(
+        printed.trim(),
+        slurm.join("submit.sh").display().to_string()
+    );
+    let grid = std::fs::read_to_string(slurm.join("grid.sbatch")).unwrap();
+    for line in [
+        "#SBATCH --array=0-2",
+        "#SBATCH --partition=debug",
+        "#SBATCH --time=00:10:00",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --mem=2G",
+        "--cell \"$SLURM_ARRAY_TASK_ID\"",
+    ] {
+        assert!(grid.contains(line), "grid.sbatch lacks {line}:\n{grid}");
+    }
+    let submit = std::fs::read_to_string(slurm.join("submit.sh")).unwrap();
+    assert!(submit.contains("--dependency=afterok:"), "{submit}");
+    assert!(!out.join("runs").exists(), "--emit runs nothing");
+    // A task as Slurm starts it.
+    let task = |script: &str, id: Option<usize>| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(slurm.join(script)).env("SLURM_CPUS_PER_TASK", "1");
+        for var in [
+            "LPFT_THREADS",
+            "LPFT_DATA_DIR",
+            "LPFT_OFFLINE",
+            "HF_HUB_OFFLINE",
+        ] {
+            cmd.env_remove(var);
+        }
+        if let Some(id) = id {
+            cmd.env("SLURM_ARRAY_TASK_ID", id.to_string());
+        }
+        cmd
+    };
+    let wait = |mut cmd: std::process::Command| {
+        let o = cmd.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{text}");
+        text
+    };
+    // Tasks 0 and 1 at once (no grid lock between them), task 2 not yet.
+    let (a, b) = (task("grid.sbatch", Some(0)), task("grid.sbatch", Some(1)));
+    let (a, b) = (
+        std::thread::spawn(move || wait(a)),
+        std::thread::spawn(move || wait(b)),
+    );
+    assert!(a.join().unwrap().contains("cell 0 base/cb/lp/seed-1: done"));
+    assert!(b.join().unwrap().contains("cell 1 base/cb/ft/seed-1: done"));
+    let report = dir.path().join("partial");
+    let partial = ok(&[
+        "report",
+        "--runs",
+        &out.join("runs").display().to_string(),
+        "--out",
+        &report.display().to_string(),
+    ]);
+    assert!(
+        partial.contains("1 cell(s) not finished") && partial.contains("base/cb/lora/seed-1"),
+        "{partial}"
+    );
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("cell(s) of the grid not finished"), "{md}");
+    // Resubmitting the whole array runs only the missing cell.
+    let reruns: Vec<String> = (0..3).map(|i| wait(task("grid.sbatch", Some(i)))).collect();
+    assert!(reruns[0].contains("already finished"), "{}", reruns[0]);
+    assert!(reruns[1].contains("already finished"), "{}", reruns[1]);
+    assert!(
+        reruns[2].contains("cell 2 base/cb/lora/seed-1: done"),
+        "{}",
+        reruns[2]
+    );
+    let runs = out.join("runs/base/cb");
+    assert!(!runs.join("lora/seed-1/kernels/alignment.json").exists());
+    // The finishing job: the alignment that spans two cells, then the report.
+    let finish = wait(task("finish.sbatch", None));
+    assert!(finish.contains("0 run now, 3 already finished"), "{finish}");
+    assert!(runs.join("lora/seed-1/kernels/alignment.json").exists());
+    let md = std::fs::read_to_string(out.join("report/report.md")).unwrap();
+    assert!(!md.contains("not finished"), "{md}");
+}
