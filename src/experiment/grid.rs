@@ -144,6 +144,9 @@ struct StageObserver<'a> {
 }
 
 impl Observer for StageObserver<'_> {
+    fn stage(&mut self, message: &str) {
+        self.grid.stage(self.cell, message);
+    }
     fn start_epoch(&mut self, epoch: usize, epochs: usize, _steps: usize) {
         self.grid
             .stage(self.cell, &format!("train epoch {epoch}/{epochs}"));
