@@ -1595,3 +1595,69 @@ ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
     let md = std::fs::read_to_string(out.join("report/report.md")).unwrap();
     assert!(!md.contains("not finished"), "{md}");
 }
+
+/// `-v` log lines go above the progress bars, not through them: in a terminal (a pty from
+/// util-linux's `script`), every log line of a grid run starts on a cleared line (`\r` + erase
+/// line, or a fresh line) instead of after a half-drawn bar. Skipped, visibly, without `script`.
+#[test]
+fn verbose_log_lines_do_not_break_progress_bars() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: verbose_log_lines_do_not_break_progress_bars: no `script` (util-linux) for a pty");
+        return;
+    }
+    let dir = util::temp_dir("bars");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 40, 12);
+    let config = dir.path().join("g.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"bars\"\nmodel = \"{}\"\ndata_dir = \"{}\"\ntasks = [\"cb\"]\n\
+             methods = [\"lp\", \"ft\", \"lora\"]\nseeds = [1]\n[overrides]\n\
+             train = {{ epochs = 1 }}\n",
+            tiny("tiny-bert"),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let cmd = format!(
+        "{} -v reproduce --config {} --out {}",
+        env!("CARGO_BIN_EXE_lpft"),
+        config.display(),
+        dir.path().join("out").display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("LPFT_THREADS", "1")
+        .env_remove("LPFT_DATA_DIR")
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{raw}");
+    // env_logger's coloured level tag: a grey `[`, then the level.
+    let tag = "\u{1b}[90m[\u{1b}[0m";
+    let starts: Vec<usize> = raw.match_indices(tag).map(|(i, _)| i).collect();
+    assert!(
+        starts.len() >= 3,
+        "expected an INFO line per cell: {}",
+        raw.escape_debug()
+    );
+    // At least one of them while a bar was drawn (else this checks nothing).
+    assert!(
+        raw.contains("\r\u{1b}[2K\u{1b}[90m["),
+        "{}",
+        raw.escape_debug()
+    );
+    for i in starts {
+        let before = &raw[..i];
+        assert!(
+            before.is_empty() || before.ends_with('\n') || before.ends_with("\r\u{1b}[2K"),
+            "a log line written after a bar: {:?}",
+            &raw[i.saturating_sub(80)..(i + 60).min(raw.len())]
+        );
+    }
+}
