@@ -69,13 +69,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         label: None,
     };
     let examples = data::read_file(&spec, &mut LabelMap::open())?;
-    let enc = trained.tokenizer.encode_examples(&examples)?;
-    let logits = evaluate::logits(
-        &trained.model,
-        &trained.tokenizer,
-        &enc,
-        trained.config.train.eval_batch_size,
-    )?;
+    let logits = logits_of(&trained, &examples)?;
     let labels = &trained.metrics.labels;
     let c = labels.len();
     // A temperature fitted by `lpft calibrate` rescales the logits (argmax unchanged).
@@ -149,13 +143,7 @@ fn submission(
         examples.len(),
         located.dir.display()
     );
-    let enc = trained.tokenizer.encode_examples(&examples)?;
-    let logits = evaluate::logits(
-        &trained.model,
-        &trained.tokenizer,
-        &enc,
-        trained.config.train.eval_batch_size,
-    )?;
+    let logits = logits_of(trained, &examples)?;
     let c = labels.len();
     let mut text = String::new();
     if format.format == SubmissionFormat::Tsv {
@@ -198,4 +186,18 @@ fn submission(
     );
     println!("{}", path.display());
     Ok(())
+}
+
+/// The run's logits `[n, C]` (row-major) of `examples`, in eval mode.
+fn logits_of(
+    trained: &lpft::stages::load::TrainedRun,
+    examples: &[lpft::data::Example],
+) -> anyhow::Result<Vec<f64>> {
+    let enc = trained.tokenizer.encode_examples(examples)?;
+    Ok(evaluate::logits(
+        &trained.model,
+        &trained.tokenizer,
+        &enc,
+        trained.config.train.eval_batch_size,
+    )?)
 }

@@ -281,17 +281,7 @@ pub fn run_grid(
         .filter(|c| !pending(exp, c).is_empty())
         .collect();
     // Recorded up front too, so a report of a grid still running has its name.
-    if !out.join(rundir::EXPERIMENT).exists() {
-        write_json(
-            &out.join(rundir::EXPERIMENT),
-            &ExperimentRecord {
-                config: exp.clone(),
-                cells: cells.clone(),
-                last_wall_seconds: 0.0,
-                last_cells_run: 0,
-            },
-        )?;
-    }
+    record_if_new(exp, out, &cells)?;
     let mut outcome = GridOutcome {
         skipped: cells.len() - todo.len(),
         ..GridOutcome::default()
@@ -386,17 +376,7 @@ pub fn run_one_cell(
             ),
         });
     };
-    if !out.join(rundir::EXPERIMENT).exists() {
-        write_json(
-            &out.join(rundir::EXPERIMENT),
-            &ExperimentRecord {
-                config: exp.clone(),
-                cells: cells.clone(),
-                last_wall_seconds: 0.0,
-                last_cells_run: 0,
-            },
-        )?;
-    }
+    record_if_new(exp, out, &cells)?;
     if pending(exp, cell).is_empty() {
         return Ok((cell.clone(), false));
     }
@@ -406,6 +386,23 @@ pub fn run_one_cell(
     let error = result.as_ref().err().map(|e| error_chain(e));
     obs.cell_finished(cell, t.elapsed().as_secs_f64(), error.as_deref());
     result.map(|()| (cell.clone(), true))
+}
+
+/// Writes `experiment.json` before any cell runs, unless it is there: a report of a grid still
+/// running (or of some of its array tasks) has its name and cells.
+fn record_if_new(exp: &ExperimentConfig, out: &Path, cells: &[Cell]) -> Result<()> {
+    if out.join(rundir::EXPERIMENT).exists() {
+        return Ok(());
+    }
+    write_json(
+        &out.join(rundir::EXPERIMENT),
+        &ExperimentRecord {
+            config: exp.clone(),
+            cells: cells.to_vec(),
+            last_wall_seconds: 0.0,
+            last_cells_run: 0,
+        },
+    )
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
