@@ -191,17 +191,7 @@ pub(crate) fn read_tensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
 /// # Errors
 /// [`Error::Json`] or [`Error::Write`] naming the file.
 pub(crate) fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<()> {
-    let path = dir.join(HISTORY);
-    let mut text = String::new();
-    for rec in records {
-        let line = serde_json::to_string(rec).map_err(|e| Error::Json {
-            path: path.clone(),
-            source: e,
-        })?;
-        text.push_str(&line);
-        text.push('\n');
-    }
-    crate::fsutil::write_atomic(&path, text.as_bytes())
+    write_jsonl(&dir.join(HISTORY), records)
 }
 
 /// Writes `log_history.jsonl`, one [`LogEntry`] per line (`--logging-steps`).
@@ -209,17 +199,21 @@ pub(crate) fn write_history(dir: &Path, records: &[EpochRecord]) -> Result<()> {
 /// # Errors
 /// [`Error::Json`] or [`Error::Write`] naming the file.
 pub(crate) fn write_log_history(dir: &Path, entries: &[LogEntry]) -> Result<()> {
-    let path = dir.join(LOG_HISTORY);
+    write_jsonl(&dir.join(LOG_HISTORY), entries)
+}
+
+/// One JSON line per value, written atomically.
+fn write_jsonl<T: Serialize>(path: &Path, values: &[T]) -> Result<()> {
     let mut text = String::new();
-    for entry in entries {
-        let line = serde_json::to_string(entry).map_err(|e| Error::Json {
-            path: path.clone(),
+    for value in values {
+        let line = serde_json::to_string(value).map_err(|e| Error::Json {
+            path: path.to_path_buf(),
             source: e,
         })?;
         text.push_str(&line);
         text.push('\n');
     }
-    crate::fsutil::write_atomic(&path, text.as_bytes())
+    crate::fsutil::write_atomic(path, text.as_bytes())
 }
 
 /// A run's `history.jsonl` (empty when the file is absent, as for LP).
