@@ -63,8 +63,8 @@ pub struct BenchArgs {
     /// Train-mode steps without dropout (compare with PyTorch in eval mode).
     #[arg(long)]
     pub no_dropout: bool,
-    /// Steps through candle's autograd even where lpft's own backward applies (the reference
-    /// path, for A/B timing).
+    /// Steps, and the eNTK's per-example passes, through candle's autograd even where lpft's own
+    /// backward applies (the reference path, for A/B timing).
     #[arg(long)]
     pub autograd: bool,
     /// entk: training examples of the timed F (the first ones of CB's training split).
@@ -340,13 +340,11 @@ fn entk(
     let (frozen, _) = build(files, Trainable::None, None)?;
     reset_peak_rss();
     let started = std::time::Instant::now();
-    let fast = lpft::ntk::compute(
-        &EntkConfig::new(ParamSet::Ft),
-        &frozen,
-        &x,
-        None,
-        &mut |_| {},
-    )?;
+    let cfg = EntkConfig {
+        autograd: args.autograd,
+        ..EntkConfig::new(ParamSet::Ft)
+    };
+    let fast = lpft::ntk::compute(&cfg, &frozen, &x, None, &mut |_| {})?;
     let fast_seconds = started.elapsed().as_secs_f64();
     let fast_peak = peak_rss_mib().unwrap_or(f64::NAN);
     drop(frozen);
@@ -456,7 +454,10 @@ fn entk(
         gib((k * c * p * 8) as f64)
     );
     println!(
-        "{{\"workload\":\"entk\",\"model\":\"{model_name}\",\"examples\":{n},\"reference_examples\":{k},\"threads\":{threads},\"parameters\":{p},\"fast_seconds\":{fast_seconds:.2},\"reference_seconds\":{reference_seconds:.2},\"reference_extrapolated_seconds\":{extrapolated:.1},\"ratio\":{:.1},\"max_rel_diff\":{max_rel:.3e},\"fast_peak_rss_mib\":{fast_peak:.0},\"reference_peak_rss_mib\":{reference_peak:.0}}}",
+        "{{\"workload\":\"entk\",\"model\":\"{model_name}\",\"examples\":{n},\"reference_examples\":{k},\"threads\":{threads},\"parameters\":{p},\"backward\":\"{}\",\"fast_seconds\":{fast_seconds:.2},\"gradient_seconds\":{:.2},\"contraction_seconds\":{:.2},\"reference_seconds\":{reference_seconds:.2},\"reference_extrapolated_seconds\":{extrapolated:.1},\"ratio\":{:.1},\"max_rel_diff\":{max_rel:.3e},\"fast_peak_rss_mib\":{fast_peak:.0},\"reference_peak_rss_mib\":{reference_peak:.0}}}",
+        if fast.own_backward { "own" } else { "autograd" },
+        fast.gradient_seconds,
+        fast.contraction_seconds,
         extrapolated / fast_seconds
     );
     anyhow::ensure!(

@@ -26,7 +26,7 @@
 //! only adapters and the head training (LoRA, LP-LoRA) the backward stops at the first block:
 //! nothing below it needs a gradient.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 
 use candle_core::{CpuStorage, Storage, Tensor, TensorId, Var};
@@ -41,6 +41,7 @@ use crate::model::fused::matmul::{matmul, threads, View};
 use crate::model::fused::{attention, gelu_and_grad, layer_norm_backward, layer_norm_forward};
 use crate::model::fused::{math, residual};
 use crate::model::linear::Linear;
+use crate::model::record::{HostLora, Recorded};
 use crate::model::{Inputs, Mode, Pooling, SequenceClassifier};
 
 /// Elements per rayon task in the element-wise passes.
@@ -165,6 +166,9 @@ impl<'a> Lin<'a> {
     /// dW and db into their buffers (where trainable), dx as `dx` says; with an adapter also
     /// dA and dB (where trainable) and the adapter's part of dx.
     fn backward(&self, x: &[f32], g: &[f32], rows: usize, dx: Option<Dx>, grads: &mut Grads) {
+        if let Some(taps) = grads.taps.as_mut() {
+            taps.linear(self, x, g, rows);
+        }
         let (mut dw, mut db) = (grads.take(self.w_id), grads.take(self.b_id));
         let (i, o) = (self.i, self.o);
         let (mut dx, add) = match dx {
@@ -271,13 +275,18 @@ impl<'a> Norm<'a> {
         let (mut dg, mut db) = self.grad_bufs(grads);
         let (g, eps) = (self.g.get(), self.eps);
         residual::backward(y, res, keep, g, eps, up, dz, &mut dg, &mut db);
+        if let Some(taps) = grads.taps.as_mut() {
+            taps.layer_norm(self.g_id, &dg, &db);
+        }
         self.put(grads, (dg, db));
     }
 }
 
-/// Every trainable parameter's gradient buffer, by tensor id, allocated once.
+/// Every trainable parameter's gradient buffer, by tensor id, allocated once; and, for the
+/// eNTK's passes, what the taps record.
 struct Grads {
     bufs: HashMap<TensorId, Vec<f32>>,
+    taps: Option<Taps>,
 }
 
 impl Grads {
@@ -618,7 +627,7 @@ impl Backprop {
         .chain(&e.token_type_embeddings)
         .any(|t| bufs.contains_key(&t.id()));
         Ok(Self {
-            grads: Grads { bufs },
+            grads: Grads { bufs, taps: None },
             touched: Vec::new(),
             word_id: e.word_embeddings.id(),
             embeddings_trainable,
@@ -723,119 +732,39 @@ impl Backprop {
         mode: &mut Mode,
         head: impl FnOnce(&[f32]) -> Option<Vec<f32>>,
     ) -> Result<Vec<f32>> {
-        inputs.check()?;
-        let (b, l) = (inputs.batch, inputs.seq_len);
-        let enc = &model.encoder;
-        let emb = &enc.embeddings;
-        let word = values(&emb.word_embeddings)?;
-        let pos = values(&emb.position_embeddings)?;
-        let types = emb.token_type_embeddings.as_ref().map(values).transpose()?;
-        let table = enc.relative_attention_bias.as_ref();
-        let table_vals = table.map(values).transpose()?;
-        let n0 = Norm::new(&emb.layer_norm)?;
-        let blocks = enc
-            .layers
-            .iter()
-            .map(Block::new)
-            .collect::<Result<Vec<_>>>()?;
-        let (vw, vb) = (values(&model.head.weight)?, values(&model.head.bias)?);
-        let h = n0.g.get().len();
-        let c = model.head.num_labels();
-        let positions = emb.position_ids(inputs);
-        check_ids("input_ids", &inputs.input_ids, word.get().len() / h)?;
-        check_ids(
-            "position ids (sequence too long)",
-            &positions,
-            pos.get().len() / h,
-        )?;
-        if let Some(types) = &types {
-            let n = types.get().len() / h;
-            check_ids("token_type_ids", &inputs.token_type_ids, n)?;
-        }
-
-        // Embeddings: (word + position) + token type, LayerNorm, dropout.
-        let mut x0 = vec![0f32; b * l * h];
-        for (r, row) in x0.chunks_mut(h).enumerate() {
-            let (w, p) = (inputs.input_ids[r] as usize, positions[r] as usize);
-            let (w, p) = (&word.get()[w * h..][..h], &pos.get()[p * h..][..h]);
-            match &types {
-                Some(types) => {
-                    let t = inputs.token_type_ids[r] as usize;
-                    let t = &types.get()[t * h..][..h];
-                    for (((o, w), p), t) in row.iter_mut().zip(w).zip(p).zip(t) {
-                        *o = (w + p) + t;
-                    }
-                }
-                None => row
-                    .iter_mut()
-                    .zip(w)
-                    .zip(p)
-                    .for_each(|((o, w), p)| *o = w + p),
-            }
-        }
-        let e = layer_norm_forward(&x0, n0.g.get(), n0.b.get(), n0.eps);
-        let keep_e = mode.dropout_values(b * l * h, emb.dropout);
-        let mut x = times(&e, keep_e.as_deref()).unwrap_or(e);
-        let mask: Vec<f32> = inputs
-            .attention_mask
-            .iter()
-            .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
-            .collect();
-
-        // MPNet's relative-position bias [heads, l, l] (every layer's), and its first row
-        // [heads, 1, l] (the last layer's).
-        let heads = blocks[0].heads;
-        let buckets = relative_buckets(l);
-        let position = table_vals.as_ref().map(|t| {
-            let t = t.get();
-            let mut full = vec![0f32; heads * l * l];
-            for (hd, rows) in full.chunks_mut(l * l).enumerate() {
-                for (v, &k) in rows.iter_mut().zip(&buckets) {
-                    *v = t[k as usize * heads + hd];
-                }
-            }
-            let first: Vec<f32> = full.chunks(l * l).flat_map(|r| r[..l].to_vec()).collect();
-            (full, first)
-        });
-        let position_of = |last: bool| {
-            position
-                .as_ref()
-                .map(|(full, first)| if last { &first[..] } else { &full[..] })
+        let fwd = forward(model, inputs, mode)?;
+        let Some(dlogits) = head(&fwd.logits) else {
+            return Ok(fwd.logits);
         };
+        // LoRA: nothing below the first block trains.
+        let floor = (!self.embeddings_trainable).then_some(0);
+        self.backward(model, inputs, &fwd, &dlogits, floor);
+        Ok(fwd.logits)
+    }
 
-        // Blocks; the last one for the first token only (as `Encoder::forward_first`).
-        let mut tapes = Vec::with_capacity(blocks.len());
-        let last = blocks.len() - 1;
-        for (i, block) in blocks.iter().enumerate() {
-            let (xq, nq) = if i == last {
-                let first: Vec<f32> = x.chunks(l * h).flat_map(|s| s[..h].to_vec()).collect();
-                (Some(first), 1)
-            } else {
-                (None, l)
-            };
-            let bias = (&mask[..], position_of(i == last));
-            let (out, tape) = block.forward(x, xq, (b, l, nq), bias, mode);
-            tapes.push(tape);
-            x = out;
-        }
-
-        // Head: logits = V · dropout(φ) + b, then the mean cross-entropy.
-        let keep_h = mode.dropout_values(b * h, model.head.dropout);
-        let phi = times(&x, keep_h.as_deref()).unwrap_or_else(|| x.clone());
-        let logits = linear_forward(&phi, vw.get(), Some(vb.get()), b, h, c);
-        let Some(dlogits) = head(&logits) else {
-            return Ok(logits);
-        };
-
-        // Backward.
+    /// The backward of `fwd` from the logits' gradient `dlogits` `[b, C]`: every trainable
+    /// parameter's gradient into its buffer, and what the taps select. With `floor = Some(k)`
+    /// it stops at block k (nothing below it needs a gradient); with `None` it runs down to the
+    /// embedding tables.
+    fn backward(
+        &mut self,
+        model: &SequenceClassifier,
+        inputs: &Inputs,
+        fwd: &Forward,
+        dlogits: &[f32],
+        floor: Option<usize>,
+    ) {
+        let (b, l, h, c, heads) = (fwd.b, fwd.l, fwd.h, fwd.c, fwd.heads);
+        let emb = &model.encoder.embeddings;
+        let table = model.encoder.relative_attention_bias.as_ref();
         let grads = &mut self.grads;
         let (hw_id, hb_id) = (model.head.weight.id(), model.head.bias.id());
         let (mut dvw, mut dvb) = (grads.take(hw_id), grads.take(hb_id));
         let mut dphi = vec![0f32; b * h];
         backward_into(
-            &phi,
-            vw.get(),
-            &dlogits,
+            &fwd.phi,
+            fwd.vw.get(),
+            dlogits,
             (b, h, c),
             Some(Dx::Write(&mut dphi)),
             dvw.as_deref_mut(),
@@ -843,18 +772,26 @@ impl Backprop {
         );
         grads.put(hw_id, dvw);
         grads.put(hb_id, dvb);
-        let mut dx = times(&dphi, keep_h.as_deref()).unwrap_or(dphi);
-        // The bias table's gradient, if it trains: score gradients of every layer's full rows
-        // and of the last layer's first row, then scattered to buckets.
-        let mut dtable = table.and_then(|t| grads.take(t.id()));
+        let mut dx = times(&dphi, fwd.keep_h.as_deref()).unwrap_or(dphi);
+        // The bias table's gradient, if it trains or the eNTK's taps are on: score gradients
+        // of every layer's full rows and of the last layer's first row, then scattered to
+        // buckets. (With taps it is formed even when not selected, so that every eNTK pass
+        // runs the same attention backward and layer passes agree bit for bit.)
+        let mut dtable = table.and_then(|t| {
+            let tapped = grads.taps.is_some();
+            grads
+                .take(t.id())
+                .or_else(|| tapped.then(|| vec![0f32; t.elem_count()]))
+        });
         let (mut dfull, mut dfirst) = match dtable {
             Some(_) => (vec![0f32; heads * l * l], vec![0f32; heads * l]),
             None => (Vec::new(), Vec::new()),
         };
+        let last = fwd.blocks.len() - 1;
         let mut below = true;
-        for (i, (block, tape)) in blocks.iter().zip(&tapes).enumerate().rev() {
-            let input_grad = i > 0 || self.embeddings_trainable;
-            let bias = (&mask[..], position_of(i == last));
+        for (i, (block, tape)) in fwd.blocks.iter().zip(&fwd.tapes).enumerate().rev() {
+            let input_grad = floor.is_none_or(|f| i > f);
+            let bias = (&fwd.mask[..], fwd.position_of(i == last));
             let dpos = match (&dtable, i == last) {
                 (None, _) => None,
                 (Some(_), true) => Some(&mut dfirst[..]),
@@ -862,38 +799,64 @@ impl Backprop {
             };
             match block.backward(tape, &dx, (b, l), bias, dpos, grads, input_grad) {
                 Some(d) => dx = d,
-                // LoRA: nothing below the first block trains.
                 None => {
                     below = false;
                     break;
                 }
             }
         }
-        drop(tapes);
         if let (Some(dt), Some(table)) = (dtable.as_mut(), table) {
             dt.fill(0.0);
             for hd in 0..heads {
                 let full = &dfull[hd * l * l..(hd + 1) * l * l];
-                for (&k, g) in buckets.iter().zip(full) {
+                for (&k, g) in fwd.buckets.iter().zip(full) {
                     dt[k as usize * heads + hd] += g;
                 }
                 // The first row's buckets are those of row 0 of the full matrix.
-                for (&k, g) in buckets[..l].iter().zip(&dfirst[hd * l..(hd + 1) * l]) {
+                for (&k, g) in fwd.buckets[..l].iter().zip(&dfirst[hd * l..(hd + 1) * l]) {
                     dt[k as usize * heads + hd] += g;
                 }
+            }
+            if let Some(taps) = grads.taps.as_mut() {
+                taps.dense(table.id(), dt, |grads| Recorded::RelativeBias {
+                    key: table.id(),
+                    grads,
+                });
             }
             grads.put(table.id(), dtable);
         }
         if !below {
-            return Ok(logits);
+            return;
         }
 
         // Embeddings: dropout, LayerNorm, then the three tables' rows.
-        let de = times(&dx, keep_e.as_deref()).unwrap_or(dx);
+        let de = times(&dx, fwd.keep_e.as_deref()).unwrap_or(dx);
         let mut dx0 = vec![0f32; b * l * h];
+        let n0 = &fwd.n0;
         let mut g0 = n0.grad_bufs(grads);
-        layer_norm_backward(&x0, n0.g.get(), &de, n0.eps, &mut dx0, &mut g0.0, &mut g0.1);
+        layer_norm_backward(
+            &fwd.x0,
+            n0.g.get(),
+            &de,
+            n0.eps,
+            &mut dx0,
+            &mut g0.0,
+            &mut g0.1,
+        );
+        if let Some(taps) = grads.taps.as_mut() {
+            taps.layer_norm(n0.g_id, &g0.0, &g0.1);
+        }
         n0.put(grads, g0);
+        if let Some(taps) = grads.taps.as_mut() {
+            let key = self.word_id;
+            taps.dense(key, &dx0, |grads| Recorded::Embeddings {
+                key,
+                input_ids: inputs.input_ids.clone(),
+                position_ids: fwd.positions.clone(),
+                token_type_ids: inputs.token_type_ids.clone(),
+                grads,
+            });
+        }
         if let Some(mut dw) = grads.take(self.word_id) {
             for &r in &self.touched {
                 dw[r as usize * h..][..h].fill(0.0);
@@ -909,7 +872,7 @@ impl Backprop {
             grads.put(self.word_id, Some(dw));
         }
         let tables = [
-            Some((&emb.position_embeddings, &positions)),
+            Some((&emb.position_embeddings, &fwd.positions)),
             emb.token_type_embeddings
                 .as_ref()
                 .map(|t| (t, &inputs.token_type_ids)),
@@ -923,7 +886,299 @@ impl Backprop {
                 grads.put(t.id(), Some(dt));
             }
         }
-        Ok(logits)
+    }
+}
+
+/// What the backward needs from one forward pass: the model's values (read locks) and the
+/// activations the forward kept.
+struct Forward<'m> {
+    b: usize,
+    l: usize,
+    h: usize,
+    c: usize,
+    heads: usize,
+    n0: Norm<'m>,
+    blocks: Vec<Block<'m>>,
+    vw: Values<'m>,
+    tapes: Vec<Tape>,
+    /// The summed embeddings before their LayerNorm `[b·l, h]`.
+    x0: Vec<f32>,
+    keep_e: Option<Vec<f32>>,
+    keep_h: Option<Vec<f32>>,
+    /// The head's input (dropout applied) `[b, h]`.
+    phi: Vec<f32>,
+    /// The additive attention mask `[b·l]`.
+    mask: Vec<f32>,
+    /// MPNet's relative-position bias `[heads, l, l]` and its first row `[heads, 1, l]`.
+    position: Option<(Vec<f32>, Vec<f32>)>,
+    buckets: Vec<u32>,
+    /// Position ids `[b·l]`.
+    positions: Vec<u32>,
+    logits: Vec<f32>,
+}
+
+impl Forward<'_> {
+    /// The position bias of every block (`last`: the last block's first row).
+    fn position_of(&self, last: bool) -> Option<&[f32]> {
+        self.position
+            .as_ref()
+            .map(|(full, first)| if last { &first[..] } else { &full[..] })
+    }
+}
+
+/// The forward in `mode` (dropout masks from its stream), keeping what the backward needs.
+fn forward<'m>(
+    model: &'m SequenceClassifier,
+    inputs: &Inputs,
+    mode: &mut Mode,
+) -> Result<Forward<'m>> {
+    inputs.check()?;
+    let (b, l) = (inputs.batch, inputs.seq_len);
+    let enc = &model.encoder;
+    let emb = &enc.embeddings;
+    let word = values(&emb.word_embeddings)?;
+    let pos = values(&emb.position_embeddings)?;
+    let types = emb.token_type_embeddings.as_ref().map(values).transpose()?;
+    let table_vals = enc
+        .relative_attention_bias
+        .as_ref()
+        .map(values)
+        .transpose()?;
+    let n0 = Norm::new(&emb.layer_norm)?;
+    let blocks = enc
+        .layers
+        .iter()
+        .map(Block::new)
+        .collect::<Result<Vec<_>>>()?;
+    let (vw, vb) = (values(&model.head.weight)?, values(&model.head.bias)?);
+    let h = n0.g.get().len();
+    let c = model.head.num_labels();
+    let positions = emb.position_ids(inputs);
+    check_ids("input_ids", &inputs.input_ids, word.get().len() / h)?;
+    check_ids(
+        "position ids (sequence too long)",
+        &positions,
+        pos.get().len() / h,
+    )?;
+    if let Some(types) = &types {
+        let n = types.get().len() / h;
+        check_ids("token_type_ids", &inputs.token_type_ids, n)?;
+    }
+
+    // Embeddings: (word + position) + token type, LayerNorm, dropout.
+    let mut x0 = vec![0f32; b * l * h];
+    for (r, row) in x0.chunks_mut(h).enumerate() {
+        let (w, p) = (inputs.input_ids[r] as usize, positions[r] as usize);
+        let (w, p) = (&word.get()[w * h..][..h], &pos.get()[p * h..][..h]);
+        match &types {
+            Some(types) => {
+                let t = inputs.token_type_ids[r] as usize;
+                let t = &types.get()[t * h..][..h];
+                for (((o, w), p), t) in row.iter_mut().zip(w).zip(p).zip(t) {
+                    *o = (w + p) + t;
+                }
+            }
+            None => row
+                .iter_mut()
+                .zip(w)
+                .zip(p)
+                .for_each(|((o, w), p)| *o = w + p),
+        }
+    }
+    let e = layer_norm_forward(&x0, n0.g.get(), n0.b.get(), n0.eps);
+    let keep_e = mode.dropout_values(b * l * h, emb.dropout);
+    let mut x = times(&e, keep_e.as_deref()).unwrap_or(e);
+    let mask: Vec<f32> = inputs
+        .attention_mask
+        .iter()
+        .map(|&m| if m == 0 { f32::MIN } else { 0.0 })
+        .collect();
+
+    // MPNet's relative-position bias [heads, l, l] (every layer's), and its first row
+    // [heads, 1, l] (the last layer's).
+    let heads = blocks[0].heads;
+    let buckets = relative_buckets(l);
+    let position = table_vals.as_ref().map(|t| {
+        let t = t.get();
+        let mut full = vec![0f32; heads * l * l];
+        for (hd, rows) in full.chunks_mut(l * l).enumerate() {
+            for (v, &k) in rows.iter_mut().zip(&buckets) {
+                *v = t[k as usize * heads + hd];
+            }
+        }
+        let first: Vec<f32> = full.chunks(l * l).flat_map(|r| r[..l].to_vec()).collect();
+        (full, first)
+    });
+    let mut fwd = Forward {
+        b,
+        l,
+        h,
+        c,
+        heads,
+        n0,
+        blocks: Vec::new(),
+        vw,
+        tapes: Vec::with_capacity(blocks.len()),
+        x0,
+        keep_e,
+        keep_h: None,
+        phi: Vec::new(),
+        mask,
+        position,
+        buckets,
+        positions,
+        logits: Vec::new(),
+    };
+
+    // Blocks; the last one for the first token only (as `Encoder::forward_first`).
+    let last = blocks.len() - 1;
+    for (i, block) in blocks.iter().enumerate() {
+        let (xq, nq) = if i == last {
+            let first: Vec<f32> = x.chunks(l * h).flat_map(|s| s[..h].to_vec()).collect();
+            (Some(first), 1)
+        } else {
+            (None, l)
+        };
+        let bias = (&fwd.mask[..], fwd.position_of(i == last));
+        let (out, tape) = block.forward(x, xq, (b, l, nq), bias, mode);
+        fwd.tapes.push(tape);
+        x = out;
+    }
+    fwd.blocks = blocks;
+
+    // Head: logits = V · dropout(φ) + b.
+    fwd.keep_h = mode.dropout_values(b * h, model.head.dropout);
+    fwd.phi = times(&x, fwd.keep_h.as_deref()).unwrap_or(x);
+    fwd.logits = linear_forward(&fwd.phi, fwd.vw.get(), Some(vb.get()), b, h, c);
+    Ok(fwd)
+}
+
+/// The eNTK's per-example passes on the own backward (docs/method.md §13): one forward of
+/// `inputs` in evaluation mode, then one backward per logit c of s_c = v_c·φ, recording the
+/// sites keyed by `keys` (a linear layer's weight, a LayerNorm's γ, the word-embedding table,
+/// MPNet's bias table) as [`Recorded`] sites: what [`Recorder`](crate::model::Recorder) and
+/// C autograd passes give, without building an autograd graph. No parameter gradient is
+/// formed; the backward stops at the lowest block a selected site needs.
+///
+/// # Errors
+/// [`Error::InvalidArgument`] when [`Backprop::supports`] is false for `model`; shape errors
+/// for bad inputs.
+pub(crate) fn record_logit_grads(
+    model: &SequenceClassifier,
+    inputs: &Inputs,
+    keys: &HashSet<TensorId>,
+) -> Result<Vec<Recorded>> {
+    let mut bp = Backprop::new(model, &[])?;
+    let enc = &model.encoder;
+    let emb = &enc.embeddings;
+    let floor =
+        if keys.contains(&emb.word_embeddings.id()) || keys.contains(&emb.layer_norm.weight.id()) {
+            None
+        } else if enc
+            .relative_attention_bias
+            .as_ref()
+            .is_some_and(|t| keys.contains(&t.id()))
+        {
+            Some(0)
+        } else {
+            // The lowest block with a selected site (none: the head alone, stop at the top).
+            let lowest = enc.layers.iter().position(|layer| {
+                let at = &layer.attention;
+                [
+                    &at.query.weight,
+                    &at.key.weight,
+                    &at.value.weight,
+                    &at.output.weight,
+                    &at.layer_norm.weight,
+                    &layer.intermediate.weight,
+                    &layer.output.weight,
+                    &layer.layer_norm.weight,
+                ]
+                .iter()
+                .any(|t| keys.contains(&t.id()))
+            });
+            Some(lowest.unwrap_or(enc.layers.len() - 1))
+        };
+    let fwd = forward(model, inputs, &mut Mode::Eval)?;
+    let c = fwd.c;
+    bp.grads.taps = Some(Taps {
+        keys: keys.clone(),
+        order: Vec::new(),
+        sites: HashMap::new(),
+    });
+    for logit in 0..c {
+        let mut dlogits = vec![0f32; fwd.b * c];
+        for row in dlogits.chunks_mut(c) {
+            row[logit] = 1.0;
+        }
+        bp.backward(model, inputs, &fwd, &dlogits, floor);
+    }
+    let mut taps = bp.grads.taps.take().expect("set above");
+    // Forward order (the backward taps in reverse).
+    Ok(taps
+        .order
+        .iter()
+        .rev()
+        .filter_map(|k| taps.sites.remove(k))
+        .collect())
+}
+
+/// What [`record_logit_grads`] collects on each backward pass: the selected sites' inputs
+/// (once) and output gradients (one per pass, i.e. per logit).
+struct Taps {
+    keys: HashSet<TensorId>,
+    /// Keys in the order the backward first reached them.
+    order: Vec<TensorId>,
+    sites: HashMap<TensorId, Recorded>,
+}
+
+impl Taps {
+    fn wants(&self, key: TensorId) -> bool {
+        self.keys.contains(&key)
+    }
+
+    /// Appends this pass's gradient `g` of the site `key`, creating the site with `make` on
+    /// the first pass.
+    fn dense(&mut self, key: TensorId, g: &[f32], make: impl FnOnce(Vec<Vec<f32>>) -> Recorded) {
+        if !self.wants(key) {
+            return;
+        }
+        let site = self.sites.entry(key).or_insert_with(|| {
+            self.order.push(key);
+            make(Vec::new())
+        });
+        match site {
+            Recorded::Embeddings { grads, .. }
+            | Recorded::LayerNorm { grads, .. }
+            | Recorded::RelativeBias { grads, .. }
+            | Recorded::Linear { grads, .. } => grads.push(g.to_vec()),
+        }
+    }
+
+    /// A linear layer's input `x` `[rows, i]` and output gradient `g`.
+    fn linear(&mut self, lin: &Lin, x: &[f32], g: &[f32], rows: usize) {
+        let key = lin.w_id;
+        self.dense(key, g, |grads| Recorded::Linear {
+            key,
+            x: x.to_vec(),
+            rows,
+            d_in: lin.i,
+            grads,
+            lora: lin.lora.as_ref().map(|ad| HostLora {
+                a: ad.a.get().to_vec(),
+                b: ad.b.get().to_vec(),
+                r: ad.r,
+                scale: f64::from(ad.scale),
+            }),
+        });
+    }
+
+    /// A LayerNorm's dγ and dβ.
+    fn layer_norm(&mut self, key: TensorId, dg: &[f32], db: &[f32]) {
+        if self.wants(key) {
+            let both = [dg, db].concat();
+            self.dense(key, &both, |grads| Recorded::LayerNorm { key, grads });
+        }
     }
 }
 

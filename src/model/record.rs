@@ -201,3 +201,52 @@ impl Recorder {
         Ok(out)
     }
 }
+
+/// A recorded site with its per-logit gradients, as host values: what the eNTK's gradient
+/// blocks are made of, whichever backward produced them (autograd over a [`Recorder`]'s probes,
+/// or [`crate::model::backprop::record_logit_grads`]). `grads[c]` belongs to logit c.
+#[derive(Debug, Clone)]
+pub(crate) enum Recorded {
+    /// The summed embeddings: `grads[c]` is ∂s_c/∂(word + position + type), `[rows, h]`.
+    Embeddings {
+        key: TensorId,
+        input_ids: Vec<u32>,
+        position_ids: Vec<u32>,
+        token_type_ids: Vec<u32>,
+        grads: Vec<Vec<f32>>,
+    },
+    /// A LayerNorm: `grads[c]` is dγ followed by dβ.
+    LayerNorm { key: TensorId, grads: Vec<Vec<f32>> },
+    /// MPNet's relative attention bias table: `grads[c]` is the table's gradient.
+    RelativeBias { key: TensorId, grads: Vec<Vec<f32>> },
+    /// A dense layer: its input `x` `[rows, d_in]` and `grads[c]` = ∂s_c/∂y `[rows, d_out]`.
+    Linear {
+        key: TensorId,
+        x: Vec<f32>,
+        rows: usize,
+        d_in: usize,
+        grads: Vec<Vec<f32>>,
+        lora: Option<HostLora>,
+    },
+}
+
+impl Recorded {
+    /// The id of the site's key parameter (as [`Site::key`]).
+    pub(crate) fn key(&self) -> TensorId {
+        match self {
+            Recorded::Embeddings { key, .. }
+            | Recorded::LayerNorm { key, .. }
+            | Recorded::RelativeBias { key, .. }
+            | Recorded::Linear { key, .. } => *key,
+        }
+    }
+}
+
+/// A LoRA adapter's factors as host values: A `[r, in]`, B `[out, r]`, scale s.
+#[derive(Debug, Clone)]
+pub(crate) struct HostLora {
+    pub(crate) a: Vec<f32>,
+    pub(crate) b: Vec<f32>,
+    pub(crate) r: usize,
+    pub(crate) scale: f64,
+}

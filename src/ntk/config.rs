@@ -90,6 +90,12 @@ pub struct EntkConfig {
     /// A single layer over the budget still gets its own pass.
     #[serde(default = "default_max_stored_bytes")]
     pub max_stored_bytes: usize,
+    /// Run the per-example passes on candle's autograd over recorded probes (the reference)
+    /// even where the own backward applies (the first-token path of a model
+    /// [`crate::model::backprop::Backprop::supports`]). The two give the same F up to f32
+    /// round-off (`tests/it/ntk.rs`); the own backward builds no graph and is faster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub autograd: bool,
 }
 
 /// 4 GiB: 250 + 250 MiniLM examples of ~80 tokens fit in one pass.
@@ -106,6 +112,7 @@ impl EntkConfig {
             contraction: Contraction::default(),
             path: ForwardPath::default(),
             max_stored_bytes: default_max_stored_bytes(),
+            autograd: false,
         }
     }
 

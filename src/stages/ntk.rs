@@ -232,6 +232,7 @@ pub fn compute_run(
         contraction: cfg.contraction,
         path: ForwardPath::FirstToken,
         max_stored_bytes: cfg.max_stored_bytes,
+        autograd: false,
     };
     let x_train = layerwise::single_inputs(&tok, &enc_train);
     let x_eval = layerwise::single_inputs(&tok, &enc_eval);

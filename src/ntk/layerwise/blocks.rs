@@ -2,6 +2,9 @@
 //! the blocks the contraction takes.
 
 use super::*;
+use crate::model::backprop::{record_logit_grads, Backprop};
+use crate::model::fused::matmul;
+use crate::model::record::{HostLora, Recorded};
 
 /// The gradient factors of one parameter for one example, for all C logits.
 #[derive(Debug, Clone)]
@@ -77,8 +80,11 @@ pub(super) fn aggregate_rows(ids: &[u32], g: &[f32], c: usize, h: usize) -> Bloc
     }
 }
 
-/// Forward with a recorder for `keys`, C backward passes, and the blocks of the selected
-/// parameters in recording order (each tagged with its catalogue index).
+/// The blocks of the selected parameters for one example, in recording order (each tagged
+/// with its catalogue index): one forward and C backward passes, on the own backward
+/// ([`record_logit_grads`]) where it applies — the first-token path of a model
+/// [`Backprop::supports`], unless [`EntkConfig::autograd`] asks for the reference — else on
+/// candle's autograd over a [`Recorder`]'s probes.
 pub(super) fn example_blocks(
     cfg: &EntkConfig,
     model: &SequenceClassifier,
@@ -87,112 +93,205 @@ pub(super) fn example_blocks(
     heads: &[Tensor],
     inputs: &Inputs,
 ) -> Result<Vec<(usize, Block)>> {
+    let recorded = if own_backward(cfg, model) {
+        record_logit_grads(model, inputs, keys)?
+    } else {
+        record_autograd(cfg, model, keys, heads, inputs)?
+    };
+    blocks_of(catalog, recorded, heads.len())
+}
+
+/// Whether the per-example passes run on the own backward (see [`example_blocks`]).
+pub(super) fn own_backward(cfg: &EntkConfig, model: &SequenceClassifier) -> bool {
+    !cfg.autograd && cfg.path == ForwardPath::FirstToken && Backprop::supports(model)
+}
+
+/// Forward with a recorder for `keys` and C autograd backward passes: the recorded sites with
+/// their per-logit gradients, in forward order.
+fn record_autograd(
+    cfg: &EntkConfig,
+    model: &SequenceClassifier,
+    keys: &HashSet<TensorId>,
+    heads: &[Tensor],
+    inputs: &Inputs,
+) -> Result<Vec<Recorded>> {
     let rec = Recorder::new(keys.iter().copied());
     let phi = features(model, inputs, cfg.path, &mut Mode::Record(&rec))?;
     let sites = rec.take_sites();
-    let c = heads.len();
     // Per site and logit: the probe gradient (LayerNorm: γ then β), f32 on the host.
-    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(c); sites.len()];
-    // LoRA G·B per site and logit (only where lora_A is selected).
-    let mut gb: Vec<Vec<f32>> = vec![Vec::new(); sites.len()];
-    let needs = |site: &Site, role: Role| {
-        catalog.sites[&site.key()]
-            .params
-            .iter()
-            .any(|&p| catalog.params[p].role == role)
-    };
+    let mut grads: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(heads.len()); sites.len()];
     for v in heads {
         let s = phi.broadcast_mul(v)?.sum_all()?;
         let store = s.backward()?;
-        for (k, site) in sites.iter().enumerate() {
-            let grad = |t: &Tensor, like: &Tensor| -> Result<Tensor> {
-                match store.get(t) {
-                    Some(g) => Ok(g.clone()),
-                    // Not reached by this logit (cannot happen for φ's own layers, but an
-                    // unreachable site has zero gradient by definition).
-                    None => Ok(like.zeros_like()?),
-                }
-            };
-            match site {
-                Site::Embeddings { probe, .. } => {
-                    grads[k].push(host_f32(&grad(probe.as_tensor(), probe.as_tensor())?)?);
-                }
-                Site::RelativeBias { weight, .. } => {
-                    grads[k].push(host_f32(&grad(weight.as_tensor(), weight.as_tensor())?)?);
-                }
-                Site::LayerNorm { weight, bias, .. } => {
-                    let mut gw = host_f32(&grad(weight.as_tensor(), weight.as_tensor())?)?;
-                    gw.extend(host_f32(&grad(bias.as_tensor(), bias.as_tensor())?)?);
-                    grads[k].push(gw);
-                }
-                Site::Linear { probe, lora, .. } => {
-                    let g = grad(probe.as_tensor(), probe.as_tensor())?;
-                    if let (Some(lora), true) = (lora, needs(site, Role::LoraA)) {
-                        gb[k].extend(host_f32(&g.matmul(&lora.b.detach())?)?);
-                    }
-                    grads[k].push(host_f32(&g)?);
-                }
+        // A site this logit does not reach (cannot happen for φ's own layers) has zero
+        // gradient by definition.
+        let grad = |t: &Tensor| -> Result<Vec<f32>> {
+            match store.get(t) {
+                Some(g) => host_f32(g),
+                None => host_f32(&t.zeros_like()?),
             }
+        };
+        for (k, site) in sites.iter().enumerate() {
+            let g = match site {
+                Site::Embeddings { probe, .. } => grad(probe.as_tensor())?,
+                Site::RelativeBias { weight, .. } => grad(weight.as_tensor())?,
+                Site::LayerNorm { weight, bias, .. } => {
+                    let mut gw = grad(weight.as_tensor())?;
+                    gw.extend(grad(bias.as_tensor())?);
+                    gw
+                }
+                Site::Linear { probe, .. } => grad(probe.as_tensor())?,
+            };
+            grads[k].push(g);
         }
     }
+    sites
+        .into_iter()
+        .zip(grads)
+        .map(|(site, grads)| {
+            Ok(match site {
+                Site::Embeddings {
+                    key,
+                    input_ids,
+                    position_ids,
+                    token_type_ids,
+                    ..
+                } => Recorded::Embeddings {
+                    key,
+                    input_ids,
+                    position_ids,
+                    token_type_ids,
+                    grads,
+                },
+                Site::RelativeBias { key, .. } => Recorded::RelativeBias { key, grads },
+                Site::LayerNorm { key, .. } => Recorded::LayerNorm { key, grads },
+                Site::Linear {
+                    key, input, lora, ..
+                } => {
+                    let (rows, d_in) = input.dims2()?;
+                    let lora = match lora {
+                        Some(ad) => Some(HostLora {
+                            a: host_f32(&ad.a)?,
+                            b: host_f32(&ad.b)?,
+                            r: ad.a.dims()[0],
+                            scale: ad.scale,
+                        }),
+                        None => None,
+                    };
+                    Recorded::Linear {
+                        key,
+                        x: host_f32(&input)?,
+                        rows,
+                        d_in,
+                        grads,
+                        lora,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// `[rows, k] · [k, n]` row-major, f32.
+fn host_matmul(a: &[f32], b: &[f32], rows: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0f32; rows * n];
+    matmul::matmul(
+        &mut out,
+        n,
+        false,
+        matmul::View::rows(a, rows, k),
+        matmul::View::rows(b, k, n),
+        matmul::threads(false),
+    );
+    out
+}
+
+/// The gradient blocks of the catalogued parameters of each recorded site, in recording order.
+fn blocks_of(catalog: &Catalog, recorded: Vec<Recorded>, c: usize) -> Result<Vec<(usize, Block)>> {
     let mut blocks = Vec::new();
-    for (k, site) in sites.iter().enumerate() {
+    for site in recorded {
         let info = catalog
             .sites
             .get(&site.key())
-            .expect("the recorder only records catalogued keys");
-        let g = &grads[k];
+            .expect("only catalogued keys are recorded");
+        let needs = |role: Role| info.params.iter().any(|&p| catalog.params[p].role == role);
         match site {
-            Site::Embeddings {
+            Recorded::Embeddings {
                 input_ids,
                 position_ids,
                 token_type_ids,
+                grads,
                 ..
             } => {
-                let h = g[0].len() / input_ids.len();
-                let flat: Vec<f32> = g.concat();
+                let h = grads[0].len() / input_ids.len();
+                let flat: Vec<f32> = grads.concat();
                 for &p in &info.params {
                     let ids = match catalog.params[p].role {
-                        Role::Word => input_ids,
-                        Role::Position => position_ids,
-                        Role::TokenType => token_type_ids,
+                        Role::Word => &input_ids,
+                        Role::Position => &position_ids,
+                        Role::TokenType => &token_type_ids,
                         _ => return Err(site_mismatch(info)),
                     };
                     blocks.push((p, aggregate_rows(ids, &flat, c, h)));
                 }
             }
-            Site::RelativeBias { weight, .. } => {
-                let dim = weight.elem_count();
+            Recorded::RelativeBias { grads, .. } => {
+                let dim = grads[0].len();
                 for &p in &info.params {
                     if catalog.params[p].role != Role::RelativeBias {
                         return Err(site_mismatch(info));
                     }
-                    let rows: Vec<f64> = g.iter().flatten().map(|&v| f64::from(v)).collect();
+                    let rows: Vec<f64> = grads.iter().flatten().map(|&v| f64::from(v)).collect();
                     blocks.push((p, Block::Dense { rows, dim }));
                 }
             }
-            Site::LayerNorm { weight, .. } => {
-                let h = weight.elem_count();
+            Recorded::LayerNorm { grads, .. } => {
+                let h = grads[0].len() / 2;
                 for &p in &info.params {
                     let offset = match catalog.params[p].role {
                         Role::Gamma => 0,
                         Role::Beta => h,
                         _ => return Err(site_mismatch(info)),
                     };
-                    let rows: Vec<f64> = g
+                    let rows: Vec<f64> = grads
                         .iter()
                         .flat_map(|gc| gc[offset..offset + h].iter().map(|&v| f64::from(v)))
                         .collect();
                     blocks.push((p, Block::Dense { rows, dim: h }));
                 }
             }
-            Site::Linear { input, lora, .. } => {
-                let (rows, d_in) = input.dims2()?;
-                let d_out = g[0].len() / rows.max(1);
-                let x = Arc::new(host_f32(input)?);
-                let gg = Arc::new(g.concat());
+            Recorded::Linear {
+                x,
+                rows,
+                d_in,
+                grads,
+                lora,
+                ..
+            } => {
+                let d_out = grads[0].len() / rows.max(1);
+                // LoRA: G_c·B `[rows, r]` per logit (for lora_A) and X·Aᵀ (for lora_B).
+                let gb = match (&lora, needs(Role::LoraA)) {
+                    (Some(ad), true) => grads
+                        .iter()
+                        .flat_map(|g| host_matmul(g, &ad.b, rows, d_out, ad.r))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                let xa = match (&lora, needs(Role::LoraB)) {
+                    (Some(ad), true) => {
+                        let at = matmul::View::rows(&ad.a, ad.r, d_in).t();
+                        let mut u = vec![0f32; rows * ad.r];
+                        let xv = matmul::View::rows(&x, rows, d_in);
+                        matmul::matmul(&mut u, ad.r, false, xv, at, matmul::threads(false));
+                        u
+                    }
+                    _ => Vec::new(),
+                };
+                let x = Arc::new(x);
+                let gg = Arc::new(grads.concat());
+                let (mut gb, mut xa) = (Some(gb), Some(xa));
                 for &p in &info.params {
-                    let block = match (catalog.params[p].role, lora) {
+                    let block = match (catalog.params[p].role, &lora) {
                         (Role::Weight, _) => Block::Outer {
                             x: x.clone(),
                             g: gg.clone(),
@@ -203,7 +302,7 @@ pub(super) fn example_blocks(
                         },
                         (Role::Bias, _) => {
                             let mut sums = vec![0f64; c * d_out];
-                            for (cc, gc) in g.iter().enumerate() {
+                            for (cc, gc) in grads.iter().enumerate() {
                                 let dst = &mut sums[cc * d_out..(cc + 1) * d_out];
                                 for row in gc.chunks_exact(d_out) {
                                     for (d, v) in dst.iter_mut().zip(row) {
@@ -216,25 +315,22 @@ pub(super) fn example_blocks(
                                 dim: d_out,
                             }
                         }
-                        (Role::LoraA, Some(lora)) => Block::Outer {
+                        (Role::LoraA, Some(ad)) => Block::Outer {
                             x: x.clone(),
-                            g: Arc::new(std::mem::take(&mut gb[k])),
+                            g: Arc::new(gb.take().unwrap_or_default()),
                             rows,
                             dx: d_in,
-                            dg: lora.a.dims()[0],
-                            scale: lora.scale,
+                            dg: ad.r,
+                            scale: ad.scale,
                         },
-                        (Role::LoraB, Some(lora)) => {
-                            let u = input.matmul(&lora.a.detach().t()?)?;
-                            Block::Outer {
-                                x: Arc::new(host_f32(&u)?),
-                                g: gg.clone(),
-                                rows,
-                                dx: lora.a.dims()[0],
-                                dg: d_out,
-                                scale: lora.scale,
-                            }
-                        }
+                        (Role::LoraB, Some(ad)) => Block::Outer {
+                            x: Arc::new(xa.take().unwrap_or_default()),
+                            g: gg.clone(),
+                            rows,
+                            dx: ad.r,
+                            dg: d_out,
+                            scale: ad.scale,
+                        },
                         _ => return Err(site_mismatch(info)),
                     };
                     blocks.push((p, block));

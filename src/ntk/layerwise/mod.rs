@@ -2,9 +2,12 @@
 //! §13): `F(x, x′)_{cc′} = Σ_θ ⟨∂s_c(x)/∂θ, ∂s_{c′}(x′)/∂θ⟩` with `s_c(x) = v_c·φ(x)` and V0 the
 //! model's head (the head at the start of the method's gradient stage).
 //!
-//! For every example x (one unpadded sequence) the encoder runs once in
-//! [`Mode::Record`] and then backward once per logit c (C passes).
-//! The [`Recorder`] hands back, per layer, what the parameter gradients factor into:
+//! For every example x (one unpadded sequence) the encoder runs forward once and then backward
+//! once per logit c (C passes): on the training path's own backward
+//! ([`crate::model::backprop`], which taps each selected layer's input and output gradient)
+//! for the first-token path of the models it supports, else in [`Mode::Record`] on candle's
+//! autograd, where the [`Recorder`]'s probes hand the same back. Per layer, the parameter
+//! gradients factor into:
 //!
 //! - dense weight W (`y = x Wᵀ + b`): input X `[L, d_in]` and output gradient G_c `[L, d_out]`;
 //!   `∂s_c/∂W = G_cᵀX`, so the block is `⟨G_cᵀX, G′_{c′}ᵀX′⟩_F`
@@ -150,6 +153,9 @@ pub struct EntkResult {
     pub gradient_seconds: f64,
     /// Wall seconds spent contracting factors into kernels.
     pub contraction_seconds: f64,
+    /// Whether the per-example passes ran on the own backward (else candle's autograd; see
+    /// [`EntkConfig::autograd`]).
+    pub own_backward: bool,
 }
 
 impl EntkResult {
@@ -370,6 +376,7 @@ fn run(
             passes: passes.len(),
             gradient_seconds: grad_secs,
             contraction_seconds: contract_secs,
+            own_backward: own_backward(cfg, model),
         });
     }
     Ok(results)
