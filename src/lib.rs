@@ -47,6 +47,7 @@
 pub mod analysis;
 pub mod calibration;
 pub mod data;
+pub mod device;
 pub mod error;
 pub mod experiment;
 pub mod fsutil;

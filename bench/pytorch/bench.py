@@ -62,7 +62,10 @@ def main() -> None:
     ap.add_argument("--no-dropout", action="store_true")
     ap.add_argument("--data", type=Path, required=True, help="CB's train.jsonl (`lpft data --task cb --export DIR`)")
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (scripts/gpu-check.sh)")
+    ap.add_argument("--bf16", action="store_true", help="torch.autocast to bfloat16 (fp32 master weights)")
     args = ap.parse_args()
+    device = torch.device(args.device)
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
@@ -78,9 +81,10 @@ def main() -> None:
         max_length=args.seq,
         return_tensors="pt",
     )
-    labels = torch.tensor([LABELS[r["label"]] for r in rows])
+    labels = torch.tensor([LABELS[r["label"]] for r in rows]).to(device)
+    batch = batch.to(device)
     encoder = BertModel.from_pretrained(str(args.model_dir), attn_implementation=args.attn, add_pooling_layer=False)
-    model = Classifier(encoder)
+    model = Classifier(encoder).to(device)
 
     if args.workload == "forward":
         model.eval()
@@ -130,11 +134,20 @@ def main() -> None:
             model.zero_grad(set_to_none=True)
             model(**batch)[0, 0].backward()
 
-    step()
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def run():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            step()
+        sync()
+
+    run()
     times = []
     for _ in range(args.runs):
         t0 = time.perf_counter()
-        step()
+        run()
         times.append(time.perf_counter() - t0)
     print(
         json.dumps(
@@ -143,6 +156,8 @@ def main() -> None:
                 "batch": batch_size,
                 "seq": args.seq,
                 "threads": args.threads,
+                "device": str(device),
+                "bf16": args.bf16,
                 "dropout": args.workload in ("ft-step", "lora-step") and not args.no_dropout,
                 "seconds_median": round(statistics.median(times), 4),
                 "seconds_min": round(min(times), 4),

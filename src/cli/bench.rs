@@ -14,7 +14,6 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use candle_core::Device;
 use clap::{Args, ValueEnum};
 
 use lpft::data::batch::{Padding, TextTokenizer, TokenizeConfig};
@@ -92,7 +91,11 @@ fn build(
         model_seed: 1,
         lora,
     };
-    Ok(SequenceClassifier::build(files, &opts, &Device::Cpu)?)
+    Ok(SequenceClassifier::build(
+        files,
+        &opts,
+        &lpft::device::current(),
+    )?)
 }
 
 fn time(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<(f64, f64)> {

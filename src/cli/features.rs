@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 use clap::Args;
 
 use lpft::data::Split;
@@ -37,7 +37,7 @@ pub fn run(args: FeaturesArgs) -> anyhow::Result<()> {
         input.name,
         args.split
     );
-    let device = Device::Cpu;
+    let device = lpft::device::current();
     let loaded = common::load(&args.model, input.labels.len().max(2), &device)?;
     let encoded = loaded.tokenizer.encode_examples(examples)?;
     let pb = common::progress_bar(encoded.len(), &format!("{} {}", input.name, args.split));

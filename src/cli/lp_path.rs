@@ -44,7 +44,7 @@ pub fn run(args: LpPathArgs) -> anyhow::Result<()> {
     cfg.data_dir = args.data_dir.clone();
     cfg.max_train_samples = args.max_train_samples;
     let task = load_task(&cfg).with_context(|| format!("loading task {}", args.task))?;
-    let loaded = common::load(&args.model, task.labels.len(), &candle_core::Device::Cpu)?;
+    let loaded = common::load(&args.model, task.labels.len(), &lpft::device::current())?;
     let texts: Vec<(&str, Option<&str>)> =
         task.train.iter().map(lpft::data::Example::texts).collect();
     let y = lpft::data::require_labels(&task.train, &format!("{} train", task.task))?;

@@ -43,6 +43,10 @@ pub struct GlobalArgs {
     /// seed and thread count.
     #[arg(long, global = true, env = "LPFT_THREADS")]
     pub threads: Option<usize>,
+    /// Where models run: cpu (default), cuda (device 0) or cuda:N. CUDA needs a build with
+    /// `--features cuda`; on the CPU results are reproducible for a fixed seed and thread count.
+    #[arg(long, global = true, env = "LPFT_DEVICE", value_name = "cpu|cuda[:N]")]
+    pub device: Option<String>,
     /// More log output (-v info, -vv debug).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -90,7 +94,7 @@ pub enum Command {
     Report(report::ReportArgs),
 }
 
-/// Sets the thread count (before any tensor op) and the log level.
+/// Sets the thread count (before any tensor op), the compute device and the log level.
 ///
 /// # Errors
 /// `--threads 0`, or a thread pool that cannot be built with the count asked for (results are
@@ -108,6 +112,9 @@ pub fn init(global: &GlobalArgs) -> anyhow::Result<()> {
             .num_threads(n)
             .build_global()
             .map_err(|e| anyhow::anyhow!("--threads {n}: cannot set up the thread pool: {e}"))?;
+    }
+    if let Some(spec) = &global.device {
+        lpft::device::set(lpft::device::parse(spec)?);
     }
     let level = match global.verbose {
         0 => "warn",

@@ -213,6 +213,11 @@ fn emit_slurm(
         command.extend(["--data-dir".into(), sh(&abs(d)?.display().to_string())]);
     }
     command.extend(["--threads".into(), "\"${SLURM_CPUS_PER_TASK:-1}\"".into()]);
+    // The cells run where this command was told to run (`--device cuda` with `--gres gpu:1`).
+    let device = lpft::device::current();
+    if !device.is_cpu() {
+        command.extend(["--device".into(), lpft::device::spec(&device)]);
+    }
     let header = |job: &str, log: &str, array: Option<String>| {
         let mut h = vec![
             "#!/bin/bash".to_string(),

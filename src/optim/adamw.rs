@@ -44,6 +44,9 @@ impl Default for AdamWConfig {
 pub struct Moments {
     pub m: Vec<f32>,
     pub v: Vec<f32>,
+    /// The moments on the parameter's device, when the update runs as composed tensor ops
+    /// (off the CPU); `m` and `v` are then empty until [`AdamW::state`] reads them back.
+    on_device: Option<(Tensor, Tensor)>,
 }
 
 /// AdamW over named `Var`s.
@@ -52,6 +55,8 @@ pub struct AdamW {
     vars: Vec<(String, Var)>,
     moments: Vec<Mutex<Moments>>,
     step: usize,
+    /// Run the composed update on the CPU too (tests tie it to the in-place one).
+    composed: bool,
 }
 
 struct UpdateOp<'a> {
@@ -98,7 +103,17 @@ impl UpdateOp<'_> {
             .moments
             .lock()
             .map_err(|_| candle_core::Error::Msg("adamw moments lock poisoned".into()))?;
-        let Moments { m, v } = &mut *mom;
+        if let Some((dm, dv)) = mom.on_device.take() {
+            mom.m = dm
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?;
+            mom.v = dv
+                .flatten_all()?
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?;
+        }
+        let Moments { m, v, .. } = &mut *mom;
         if m.len() != theta.len() {
             m.resize(theta.len(), 0.0);
             v.resize(theta.len(), 0.0);
@@ -127,6 +142,38 @@ impl UpdateOp<'_> {
                     },
                 )
             });
+        Ok(())
+    }
+
+    /// The same update as composed tensor ops on the parameter's device (CUDA), with the
+    /// moments kept there: g·s; m = β1·m + (1 − β1)·g; v = β2·v + (1 − β2)·g²;
+    /// θ = θ·(1 − lr·wd) − (lr/(1 − β1^t))·m / (√v/√(1 − β2^t) + ε).
+    fn update_composed(&self, var: &Var, grad: &Tensor) -> Result<()> {
+        let mut mom = self.moments.lock().map_err(|_| Error::InvalidArgument {
+            field: "adamw".into(),
+            reason: "moments lock poisoned".into(),
+        })?;
+        let theta = var.as_tensor();
+        let (m, v) = match mom.on_device.take() {
+            Some(mv) => mv,
+            None if mom.m.len() == theta.elem_count() => (
+                Tensor::from_slice(&mom.m, theta.shape(), theta.device())?,
+                Tensor::from_slice(&mom.v, theta.shape(), theta.device())?,
+            ),
+            None => (theta.zeros_like()?, theta.zeros_like()?),
+        };
+        let (b1, b2) = (f64::from(self.beta1), f64::from(self.beta2));
+        let g = (grad.to_dtype(theta.dtype())? * f64::from(self.grad_scale))?;
+        let m = ((m * b1)? + (&g * (1.0 - b1))?)?;
+        let v = ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+        let denom = ((v.sqrt()? * f64::from(self.bc2_sqrt))? + f64::from(self.eps))?;
+        let decay = f64::from(1.0 - self.lr * self.wd);
+        let step_size = f64::from(self.lr * self.bc1);
+        let new = ((theta * decay)? - ((&m * step_size)? / denom)?)?;
+        var.set(&new)?;
+        mom.m.clear();
+        mom.v.clear();
+        mom.on_device = Some((m, v));
         Ok(())
     }
 }
@@ -173,6 +220,7 @@ impl AdamW {
             vars,
             moments,
             step: 0,
+            composed: false,
         }
     }
 
@@ -189,16 +237,16 @@ impl AdamW {
     /// One update with learning rate `lr`, gradients multiplied by `grad_scale` (clipping).
     /// Parameters without a gradient are left unchanged (their moments do not advance), as in
     /// torch.
+    /// Off the CPU (and for f32-less parameters) the update runs as composed tensor ops on
+    /// the parameter's device ([`UpdateOp::update_composed`]), tied to the in-place one by tests.
     pub fn step(&mut self, grads: &GradStore, lr: f64, grad_scale: f64) -> Result<()> {
+        let composed = self.composed;
         self.update_each(lr, grad_scale, |var, op| {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 return Ok(());
             };
-            if !var.device().is_cpu() {
-                return Err(Error::InvalidArgument {
-                    field: "device".into(),
-                    reason: "the AdamW update runs on the CPU only for now".into(),
-                });
+            if composed || !var.device().is_cpu() || var.dtype() != candle_core::DType::F32 {
+                return op.update_composed(var, grad);
             }
             let grad = grad.contiguous()?;
             var.as_tensor().inplace_op2(&grad, &op)?;
@@ -257,7 +305,25 @@ impl AdamW {
                 field: "adamw".into(),
                 reason: "moments lock poisoned".into(),
             })?;
-            out.insert(name.clone(), m.clone());
+            let host = match &m.on_device {
+                Some((dm, dv)) => Moments {
+                    m: dm
+                        .flatten_all()?
+                        .to_dtype(candle_core::DType::F32)?
+                        .to_vec1()?,
+                    v: dv
+                        .flatten_all()?
+                        .to_dtype(candle_core::DType::F32)?
+                        .to_vec1()?,
+                    on_device: None,
+                },
+                None => Moments {
+                    m: m.m.clone(),
+                    v: m.v.clone(),
+                    on_device: None,
+                },
+            };
+            out.insert(name.clone(), host);
         }
         Ok((self.step, out))
     }
@@ -328,7 +394,18 @@ mod tests {
     /// step the moments and bias corrections are what decide the update, so a wrong β, a missed
     /// correction or a moment reset shows here and not in the first-step test.
     #[test]
+    ///
+    /// The in-place CPU update and the composed one (what runs on CUDA) both, and each half of
+    /// the run on either, with the optimiser's state saved and restored into a new optimiser
+    /// between the halves (as a checkpoint does): moments read back from and uploaded to the
+    /// device.
     fn many_steps_match_a_plain_reference() {
+        for (first, second) in [(false, false), (true, true), (true, false), (false, true)] {
+            many_steps_on(first, second);
+        }
+    }
+
+    fn many_steps_on(composed_first: bool, composed_second: bool) {
         let dev = Device::Cpu;
         let theta0 = [0.8f32, -1.3, 0.05, 2.0, -0.4];
         let theta = Var::from_tensor(&Tensor::new(&theta0, &dev).unwrap()).unwrap();
@@ -340,10 +417,18 @@ mod tests {
             weight_decay: 0.05,
         };
         let mut opt = AdamW::new(&vars, cfg);
+        opt.composed = composed_first;
         // f(θ) = Σ θ³/3 + sin θ, whose gradient θ² + cos θ changes along the path.
         let lrs: Vec<f64> = (0..12).map(|t| 0.02 * (1.0 - t as f64 / 16.0)).collect();
         let clip = 0.7;
-        for &lr in &lrs {
+        for (step, &lr) in lrs.iter().enumerate() {
+            if step == 6 {
+                let (count, moments) = opt.state().unwrap();
+                assert!(moments["t"].m.len() == 5 && moments["t"].v.len() == 5);
+                opt = AdamW::new(&vars, cfg);
+                opt.composed = composed_second;
+                opt.restore(count, moments).unwrap();
+            }
             let t = theta.as_tensor();
             let loss = ((t.powf(3.0).unwrap() / 3.0).unwrap() + t.sin().unwrap())
                 .unwrap()
@@ -353,6 +438,7 @@ mod tests {
             opt.step(&grads, lr, clip).unwrap();
         }
         let got: Vec<f32> = theta.as_tensor().to_vec1().unwrap();
+        let how = format!("composed {composed_first}/{composed_second}");
 
         let mut th: Vec<f64> = theta0.iter().map(|&x| f64::from(x)).collect();
         let (mut m, mut v) = (vec![0.0f64; th.len()], vec![0.0f64; th.len()]);
@@ -371,7 +457,7 @@ mod tests {
         for (i, (&g, &w)) in got.iter().zip(&th).enumerate() {
             assert!(
                 (f64::from(g) - w).abs() < ADAM_TOL,
-                "θ[{i}] after 12 steps: {g} vs reference {w}"
+                "{how}: θ[{i}] after 12 steps: {g} vs reference {w}"
             );
         }
         assert_eq!(opt.step_count(), 12);

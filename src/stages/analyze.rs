@@ -232,5 +232,5 @@ fn write_cached_features(path: &Path, phi: &[f64], n: usize, d: usize) -> Result
 /// The pre-trained encoder with a head of `c` labels (the head is not used by the features).
 fn base_model(files: &ModelFiles, c: usize) -> Result<SequenceClassifier> {
     let opts = ModelOptions::frozen(c, Pooling::First);
-    Ok(SequenceClassifier::build(files, &opts, &Device::Cpu)?.0)
+    Ok(SequenceClassifier::build(files, &opts, &crate::device::current())?.0)
 }

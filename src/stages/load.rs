@@ -3,8 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use candle_core::Device;
-
 use crate::calibration::metrics::Metrics;
 use crate::data::batch::TextTokenizer;
 use crate::error::{Error, Result};
@@ -32,7 +30,7 @@ pub fn load_run(dir: &Path) -> Result<TrainedRun> {
     let resolved = models::resolve(&ModelSource::parse(&config.model), &FetchOptions::default())?;
     let files = ModelFiles::open(&resolved.dir)?;
     let arch = files.config.arch();
-    let mut ckpt = Checkpoint::load(&files.weights, arch, &Device::Cpu)?;
+    let mut ckpt = Checkpoint::load(&files.weights, arch, &crate::device::current())?;
     match config.method {
         Method::Lp => ckpt.overlay(read_tensors(&dir.join(rundir::HEAD))?, arch)?,
         Method::Ft | Method::LpFt => ckpt.overlay(

@@ -35,7 +35,7 @@ pub(crate) fn lp_path_of_run(dir: &std::path::Path) -> Result<LpPath> {
         None
     } else {
         let opts = crate::model::ModelOptions::frozen(task.labels.len(), cfg.pooling);
-        Some(SequenceClassifier::build(&trained.files, &opts, &candle_core::Device::Cpu)?.0)
+        Some(SequenceClassifier::build(&trained.files, &opts, &crate::device::current())?.0)
     };
     let model = base.as_ref().unwrap_or(&trained.model);
     let d = trained.files.config.hidden_size;

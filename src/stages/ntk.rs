@@ -158,7 +158,7 @@ pub fn compute_run(
     let resolved = models::resolve(&ModelSource::parse(&run.model), &FetchOptions::default())?;
     let files = ModelFiles::open(&resolved.dir)?;
     let arch = files.config.arch();
-    let mut ckpt = Checkpoint::load(&files.weights, arch, &Device::Cpu)?;
+    let mut ckpt = Checkpoint::load(&files.weights, arch, &crate::device::current())?;
     if run.method.has_lp() {
         ckpt.overlay(read_tensors(&dir.join(rundir::LP_HEAD))?, arch)?;
     }

@@ -229,7 +229,7 @@ pub fn run(
     let test_labels = data::require_labels(&task.test, &format!("{} test", task.task))?;
     let n_classes = task.labels.len();
 
-    let device = Device::Cpu;
+    let device = crate::device::current();
     let ckpt = files.checkpoint(&device)?;
     let trainable = match cfg.method {
         Method::Lp => Trainable::None,

@@ -1661,3 +1661,96 @@ fn verbose_log_lines_do_not_break_progress_bars() {
         );
     }
 }
+
+/// `--device cpu` is the default: a run with it writes the same history and metrics as one
+/// without. A device that is not one, or CUDA in a build without the `cuda` feature, is exit 2
+/// naming `--device`, before anything is written.
+#[test]
+fn device_cpu_is_the_default_and_other_devices_are_checked() {
+    let dir = util::temp_dir("device_flag");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 40, 16);
+    let data_s = data.display().to_string();
+    let model = tiny("tiny-bert");
+    let run = |out: &Path, extra: &[&str]| {
+        let out_s = out.display().to_string();
+        let mut args = vec![
+            "train",
+            "--task",
+            "cb",
+            "--method",
+            "lp-ft",
+            "--model",
+            &model,
+            "--data-dir",
+            &data_s,
+            "--out",
+            &out_s,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--seed",
+            "3",
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        ok(&args);
+        let run = out.join("cb/lp-ft/seed-3");
+        (
+            std::fs::read_to_string(run.join("history.jsonl")).unwrap(),
+            std::fs::read_to_string(run.join("metrics.json")).unwrap(),
+        )
+    };
+    let plain = run(&dir.path().join("plain"), &[]);
+    let cpu = run(&dir.path().join("cpu"), &["--device", "cpu"]);
+    // Both files carry wall times; everything else must be equal.
+    fn strip(v: &mut serde_json::Value) {
+        if let Some(o) = v.as_object_mut() {
+            o.retain(|k, _| !k.contains("seconds") && !k.ends_with("_per_s"));
+            o.values_mut().for_each(strip);
+        }
+    }
+    let values = |s: &str| -> Vec<serde_json::Value> {
+        s.lines()
+            .map(|l| {
+                let mut v = serde_json::from_str(l).unwrap();
+                strip(&mut v);
+                v
+            })
+            .collect()
+    };
+    assert_eq!(values(&plain.0), values(&cpu.0), "history.jsonl");
+    let one = |s: &str| values(&s.replace('\n', " "));
+    assert_eq!(one(&plain.1), one(&cpu.1), "metrics.json");
+
+    let out = dir.path().join("refused");
+    let out_s = out.display().to_string();
+    let mut bad = vec![("tpu", "cpu, cuda or cuda:N")];
+    if !cfg!(feature = "cuda") {
+        bad.push(("cuda:0", "--features cuda"));
+    }
+    for (device, needle) in bad {
+        let err = fails(&[
+            "train",
+            "--task",
+            "cb",
+            "--method",
+            "lp",
+            "--model",
+            &model,
+            "--data-dir",
+            &data_s,
+            "--out",
+            &out_s,
+            "--device",
+            device,
+        ]);
+        assert!(
+            err.contains("--device") && err.contains(needle),
+            "{device}: {err}"
+        );
+        assert!(!out.exists(), "{device}: nothing written");
+    }
+}

@@ -5,6 +5,8 @@ mod cli;
 mod examples;
 mod export;
 mod fuzz;
+#[cfg(feature = "cuda")]
+mod gpu;
 #[path = "../support/http_server.rs"]
 mod http_server;
 mod methods;
