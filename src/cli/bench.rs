@@ -70,7 +70,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64)]
     pub ntk_examples: usize,
     /// entk: examples the full-Jacobian way is run on (the first ones); its time is
-    /// extrapolated to --ntk-examples.
+    /// extrapolated to --ntk-examples. 0 times the layer-wise F alone.
     #[arg(long, default_value_t = 2)]
     pub reference_examples: usize,
     /// Data directory searched first for CB; then $LPFT_DATA_DIR, ./data, $LPFT_HOME/data and
@@ -328,8 +328,8 @@ fn entk(
         train.len()
     );
     anyhow::ensure!(
-        (1..=n).contains(&k),
-        "--reference-examples must be between 1 and --ntk-examples ({n}), got {k}"
+        k <= n,
+        "--reference-examples must be between 0 and --ntk-examples ({n}), got {k}"
     );
     // Tokenised as `lpft ntk` does: up to 128 tokens, one unpadded sequence per example.
     let tok = TextTokenizer::for_model(files, TokenizeConfig::default())?;
@@ -351,6 +351,20 @@ fn entk(
     let fast_seconds = started.elapsed().as_secs_f64();
     let fast_peak = peak_rss_mib().unwrap_or(f64::NAN);
     drop(frozen);
+    let engine = if fast.own_backward { "own" } else { "autograd" };
+    if k == 0 {
+        println!(
+            "eNTK F on CB, {model_name}: θ = all encoder parameters (P = {}), {n} examples \
+             ({tokens} tokens), {threads} threads, {engine} backward: {fast_seconds:.1} s \
+             (gradients {:.1}, contraction {:.1}), peak RSS {fast_peak:.0} MiB",
+            fast.parameters, fast.gradient_seconds, fast.contraction_seconds
+        );
+        println!(
+            "{{\"workload\":\"entk\",\"model\":\"{model_name}\",\"examples\":{n},\"tokens\":{tokens},\"threads\":{threads},\"parameters\":{},\"backward\":\"{engine}\",\"fast_seconds\":{fast_seconds:.2},\"gradient_seconds\":{:.2},\"contraction_seconds\":{:.2},\"fast_peak_rss_mib\":{fast_peak:.0}}}",
+            fast.parameters, fast.gradient_seconds, fast.contraction_seconds
+        );
+        return Ok(());
+    }
 
     // The full-Jacobian way on the first k examples (same checkpoint and head seed, as Vars).
     let (model, report) = build(files, Trainable::All, None)?;
@@ -458,7 +472,7 @@ fn entk(
     );
     println!(
         "{{\"workload\":\"entk\",\"model\":\"{model_name}\",\"examples\":{n},\"reference_examples\":{k},\"threads\":{threads},\"parameters\":{p},\"backward\":\"{}\",\"fast_seconds\":{fast_seconds:.2},\"gradient_seconds\":{:.2},\"contraction_seconds\":{:.2},\"reference_seconds\":{reference_seconds:.2},\"reference_extrapolated_seconds\":{extrapolated:.1},\"ratio\":{:.1},\"max_rel_diff\":{max_rel:.3e},\"fast_peak_rss_mib\":{fast_peak:.0},\"reference_peak_rss_mib\":{reference_peak:.0}}}",
-        if fast.own_backward { "own" } else { "autograd" },
+        engine,
         fast.gradient_seconds,
         fast.contraction_seconds,
         extrapolated / fast_seconds
