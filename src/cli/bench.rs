@@ -21,7 +21,9 @@ use lpft::data::LoadOptions;
 use lpft::methods::train::Backward;
 use lpft::model::backprop::Backprop;
 use lpft::model::lora::LoraConfig;
-use lpft::model::{Inputs, Mode, ModelFiles, ModelOptions, Pooling, SequenceClassifier, Trainable};
+use lpft::model::{
+    Inputs, Mode, ModelFiles, ModelOptions, Pooling, Precision, SequenceClassifier, Trainable,
+};
 use lpft::ntk::reference::{gram_rows, jacobian_kernel, JACOBIAN_BLOCK};
 use lpft::ntk::{layerwise, EntkConfig, ParamSet};
 use lpft::optim::{AdamW, AdamWConfig};
@@ -66,6 +68,10 @@ pub struct BenchArgs {
     /// backward applies (the reference path, for A/B timing).
     #[arg(long)]
     pub autograd: bool,
+    /// Operand precision of the ft-step and lora-step GEMMs (bf16: mixed precision, on the own
+    /// backward only); the other workloads run in fp32.
+    #[arg(long, value_enum, default_value_t = Precision::Fp32)]
+    pub precision: Precision,
     /// entk: training examples of the timed F (the first ones of CB's training split).
     #[arg(long, default_value_t = 64)]
     pub ntk_examples: usize,
@@ -123,7 +129,7 @@ fn time_steps(
     let mut backward = if args.autograd {
         Backward::Autograd
     } else {
-        Backward::for_model(model, &opt)?
+        Backward::for_model(model, &opt, args.precision)?
     };
     let mut seed = 0;
     time(args.iters, || {
@@ -275,7 +281,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             Workload::Entk => unreachable!("handled above"),
         };
         println!(
-            "{{\"workload\":\"{name}\",\"model\":\"{}\",\"batch\":{},\"seq\":{},\"threads\":{threads},\"dropout\":{},\"seconds_median\":{median:.4},\"seconds_min\":{min:.4},\"gflops\":{:.1},\"peak_rss_mib\":{:.0}}}",
+            "{{\"workload\":\"{name}\",\"model\":\"{}\",\"batch\":{},\"seq\":{},\"threads\":{threads},\"dropout\":{},\"precision\":\"{}\",\"seconds_median\":{median:.4},\"seconds_min\":{min:.4},\"gflops\":{:.1},\"peak_rss_mib\":{:.0}}}",
             resolved.name,
             match w {
                 Workload::GradLogit => 1,
@@ -284,6 +290,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             },
             args.seq,
             !args.no_dropout && matches!(w, Workload::FtStep | Workload::LoraStep),
+            match w {
+                Workload::FtStep | Workload::LoraStep => args.precision,
+                _ => Precision::Fp32,
+            }
+            .to_possible_value()
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
             flops / median / 1e9,
             peak_rss_mib().unwrap_or(f64::NAN),
         );

@@ -4,11 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use lpft::experiment::config::Cell;
 use lpft::experiment::grid::{pending, run_one_cell, GridObserver};
 use lpft::experiment::ExperimentConfig;
+use lpft::model::Precision;
 
 use super::common::{self, label};
 
@@ -31,6 +32,10 @@ pub struct ReproduceArgs {
     /// report's list of differences from the paper).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// The training steps' GEMM precision in every cell (fp32, as the paper; bf16 is mixed
+    /// precision, see `lpft train --help`), recorded in each run's config.
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
     /// Override the model.
     #[arg(long, short = 'm')]
     pub model: Option<String>,
@@ -73,6 +78,13 @@ pub struct ReproduceArgs {
     pub mem: Option<String>,
 }
 
+/// The name `--precision` and the configs spell `p` with.
+fn precision_name(p: Precision) -> String {
+    p.to_possible_value()
+        .map(|v| v.get_name().to_string())
+        .unwrap_or_default()
+}
+
 /// What `--emit` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Emit {
@@ -87,7 +99,7 @@ impl TryFrom<&ReproduceArgs> for ExperimentConfig {
         if let Some(s) = &a.seeds {
             cfg.seeds = s.clone();
         }
-        if let Some(e) = a.epochs {
+        let mut set_train = |key: &str, value: toml::Value| -> anyhow::Result<()> {
             let train = cfg
                 .overrides
                 .entry("train")
@@ -95,7 +107,14 @@ impl TryFrom<&ReproduceArgs> for ExperimentConfig {
             let Some(t) = train.as_table_mut() else {
                 anyhow::bail!("{}: `overrides.train` is not a table", a.config.display());
             };
-            t.insert("epochs".into(), toml::Value::Integer(e as i64));
+            t.insert(key.into(), value);
+            Ok(())
+        };
+        if let Some(e) = a.epochs {
+            set_train("epochs", toml::Value::Integer(e as i64))?;
+        }
+        if let Some(p) = a.precision.filter(|p| !p.is_default()) {
+            set_train("precision", toml::Value::String(precision_name(p)))?;
         }
         if let Some(m) = &a.model {
             cfg.model = m.clone();
@@ -205,6 +224,9 @@ fn emit_slurm(
     }
     if let Some(e) = args.epochs {
         command.extend(["--epochs".into(), e.to_string()]);
+    }
+    if let Some(p) = args.precision {
+        command.extend(["--precision".into(), precision_name(p)]);
     }
     if let Some(m) = &args.model {
         command.extend(["--model".into(), sh(m)]);

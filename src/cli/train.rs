@@ -11,7 +11,7 @@ use lpft::data::FileTask;
 use lpft::methods::progress::EpochRecord;
 use lpft::methods::Observer;
 use lpft::methods::{Method, RunConfig};
-use lpft::model::Pooling;
+use lpft::model::{Pooling, Precision};
 use lpft::stages::train::{self, RunOptions};
 
 /// Shown at the end of `lpft train --help`.
@@ -102,6 +102,16 @@ pub struct TrainArgs {
     /// Global gradient-norm clip (default 1.0; 0 disables).
     #[arg(help_heading = "Optimisation", long)]
     pub max_grad_norm: Option<f64>,
+    /// Operand precision of the training steps' GEMMs (default fp32, the paper's). bf16: mixed
+    /// precision — GEMM operands rounded to bf16, f32 accumulation, f32 weights, optimiser
+    /// state, LayerNorm, softmax and loss; evaluation stays fp32. Needs the own backward
+    /// (first-token head, CPU, no LoRA dropout). This CPU path rounds in software: it gives
+    /// bf16's numerics, not a speed-up.
+    #[arg(help_heading = "Optimisation", long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Same as --precision bf16 (transformers' `--bf16`).
+    #[arg(help_heading = "Optimisation", long, conflicts_with = "precision")]
+    pub bf16: bool,
     /// AdamW decoupled weight decay (default 0).
     #[arg(help_heading = "Optimisation", long)]
     pub weight_decay: Option<f64>,
@@ -284,6 +294,10 @@ impl TryFrom<&TrainArgs> for RunConfig {
             t.early_stopping_patience = a.early_stopping_patience;
         }
         t.max_grad_norm = a.max_grad_norm.unwrap_or(t.max_grad_norm);
+        if a.bf16 {
+            t.precision = Precision::Bf16;
+        }
+        t.precision = a.precision.unwrap_or(t.precision);
         t.adamw.weight_decay = a.weight_decay.unwrap_or(t.adamw.weight_decay);
         t.eval_batch_size = a.eval_batch_size.unwrap_or(t.eval_batch_size);
         if a.max_train_samples.is_some() {

@@ -12,7 +12,7 @@ use crate::data::batch::TokenizeConfig;
 use crate::data::FileTask;
 use crate::error::{Error, Result};
 use crate::model::lora::LoraConfig;
-use crate::model::{ModelOptions, Pooling, Trainable};
+use crate::model::{ModelOptions, Pooling, Precision, Trainable};
 use crate::optim::AdamWConfig;
 use crate::probe::logreg::SklearnCompat;
 
@@ -236,6 +236,10 @@ pub struct TrainConfig {
     pub adamw: AdamWConfig,
     /// Examples per forward pass when evaluating.
     pub eval_batch_size: usize,
+    /// The operand precision of the training steps' GEMMs (`--precision`): fp32, as the
+    /// paper, or bf16 mixed precision (see [`Precision`]). Evaluation stays fp32.
+    #[serde(default, skip_serializing_if = "Precision::is_default")]
+    pub precision: Precision,
 }
 
 fn is_zero(x: &f64) -> bool {
@@ -333,6 +337,7 @@ impl RunConfig {
                 max_grad_norm: 1.0,
                 adamw: AdamWConfig::default(),
                 eval_batch_size: 32,
+                precision: Precision::Fp32,
             },
             lora: LoraConfig::default(),
             head_scale: 1.0,
@@ -395,6 +400,15 @@ impl RunConfig {
             if t.early_stopping_patience == Some(0) {
                 return Err(bad("early_stopping_patience", "must be at least 1".into()));
             }
+            let lora_dropout = self.method.uses_lora() && self.lora.dropout > 0.0;
+            if t.precision == Precision::Bf16 && (self.pooling != Pooling::First || lora_dropout) {
+                return Err(bad(
+                    "precision",
+                    "bf16 runs on the own backward, which needs the first-token head \
+                     (pooling = \"first\") and no LoRA dropout; use fp32 here"
+                        .into(),
+                ));
+            }
         }
         if t.eval_batch_size == 0 {
             return Err(bad("eval_batch_size", "must be at least 1".into()));
@@ -446,7 +460,9 @@ mod tests {
         let t = RunConfig::paper_defaults("cb", Method::Ft, "minilm", 1001).train;
         let json = serde_json::to_string(&t).unwrap();
         assert!(
-            !json.contains("warmup_ratio") && !json.contains("patience"),
+            !json.contains("warmup_ratio")
+                && !json.contains("patience")
+                && !json.contains("precision"),
             "{json}"
         );
     }

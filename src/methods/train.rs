@@ -19,7 +19,7 @@ use crate::methods::config::TrainConfig;
 use crate::methods::evaluate;
 use crate::methods::progress::{EpochRecord, LogEntry, Observer};
 use crate::model::backprop::Backprop;
-use crate::model::{ops, Mode, SequenceClassifier};
+use crate::model::{ops, Mode, Precision, SequenceClassifier};
 use crate::optim::schedule::{clip_factor, global_grad_norm, LinearSchedule};
 use crate::optim::{AdamW, Moments};
 use crate::rng::Streams;
@@ -283,10 +283,26 @@ pub enum Backward {
 
 impl Backward {
     /// The own backward for `model` and the optimiser's variables where it applies, else
-    /// autograd.
-    pub fn for_model(model: &SequenceClassifier, opt: &AdamW) -> Result<Self> {
+    /// autograd; its GEMMs at `precision`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for bf16 where the own backward does not apply (mean pooling,
+    /// a device other than the CPU): autograd's path has no bf16 mode.
+    pub fn for_model(
+        model: &SequenceClassifier,
+        opt: &AdamW,
+        precision: Precision,
+    ) -> Result<Self> {
         if Backprop::supports(model) {
-            Ok(Backward::Own(Box::new(Backprop::new(model, &opt.vars())?)))
+            let own = Backprop::new(model, &opt.vars())?.with_precision(precision);
+            Ok(Backward::Own(Box::new(own)))
+        } else if precision != Precision::Fp32 {
+            Err(Error::InvalidArgument {
+                field: "precision".into(),
+                reason: "bf16 runs on the training path's own backward, which needs the \
+                         first-token head on the CPU (not mean pooling or a GPU); use fp32"
+                    .into(),
+            })
         } else {
             Ok(Backward::Autograd)
         }
@@ -316,7 +332,7 @@ pub fn train(
         total_steps,
     };
     let mut opt = AdamW::new(vars, cfg.adamw);
-    let mut backward = Backward::for_model(model, &opt)?;
+    let mut backward = Backward::for_model(model, &opt, cfg.precision)?;
     let device = model.encoder.device().clone();
     let mut state = TrainState::default();
     if resume && ckpt.has_state() {

@@ -37,12 +37,12 @@ use crate::model::bert::{check_ids, relative_buckets, Layer, LayerNorm};
 use crate::model::config::Activation;
 use crate::model::fused::linear::{backward_into, forward as linear_forward, Dx};
 use crate::model::fused::lora::low_rank_grad;
-use crate::model::fused::matmul::{matmul, threads, View};
+use crate::model::fused::matmul::{matmul, threads, Gemm, View};
 use crate::model::fused::{attention, gelu_and_grad, layer_norm_backward, layer_norm_forward};
 use crate::model::fused::{math, residual};
 use crate::model::linear::Linear;
 use crate::model::record::{HostLora, Recorded};
-use crate::model::{Inputs, Mode, Pooling, SequenceClassifier};
+use crate::model::{Inputs, Mode, Pooling, Precision, SequenceClassifier};
 
 /// Elements per rayon task in the element-wise passes.
 const CHUNK: usize = 1 << 14;
@@ -91,6 +91,8 @@ struct Lin<'a> {
     i: usize,
     o: usize,
     lora: Option<Adapter<'a>>,
+    /// Threads and operand precision of its GEMMs.
+    gemm: Gemm,
 }
 
 /// A LoRA adapter's factors A `[r, in]`, B `[out, r]` and scale s.
@@ -105,24 +107,17 @@ struct Adapter<'a> {
 
 impl Adapter<'_> {
     /// s·x Aᵀ `[rows, r]`.
-    fn low(&self, x: &[f32], rows: usize, i: usize) -> Vec<f32> {
+    fn low(&self, x: &[f32], rows: usize, i: usize, gemm: Gemm) -> Vec<f32> {
         let mut u = vec![0f32; rows * self.r];
         let at = View::rows(self.a.get(), self.r, i).t();
-        matmul(
-            &mut u,
-            self.r,
-            false,
-            View::rows(x, rows, i),
-            at,
-            threads(false),
-        );
+        matmul(&mut u, self.r, false, View::rows(x, rows, i), at, gemm);
         u.iter_mut().for_each(|v| *v *= self.scale);
         u
     }
 }
 
 impl<'a> Lin<'a> {
-    fn new(l: &'a Linear) -> Result<Self> {
+    fn new(l: &'a Linear, precision: Precision) -> Result<Self> {
         let bias = l
             .bias
             .as_ref()
@@ -148,17 +143,19 @@ impl<'a> Lin<'a> {
             i,
             o,
             lora,
+            gemm: threads(false).at(precision),
         })
     }
 
     /// y = x Wᵀ + b (+ s·(x Aᵀ) Bᵀ with an adapter).
     fn forward(&self, x: &[f32], rows: usize) -> Vec<f32> {
-        let mut y = linear_forward(x, self.w.get(), Some(self.b.get()), rows, self.i, self.o);
+        let dims = (rows, self.i, self.o);
+        let mut y = linear_forward(x, self.w.get(), Some(self.b.get()), dims, self.gemm);
         if let Some(ad) = &self.lora {
-            let low = ad.low(x, rows, self.i);
+            let low = ad.low(x, rows, self.i, self.gemm);
             let u = View::rows(&low, rows, ad.r);
             let bt = View::rows(ad.b.get(), self.o, ad.r).t();
-            matmul(&mut y, self.o, true, u, bt, threads(false));
+            matmul(&mut y, self.o, true, u, bt, self.gemm);
         }
         y
     }
@@ -180,7 +177,7 @@ impl<'a> Lin<'a> {
             .as_deref_mut()
             .map(|d| if add { Dx::Add(d) } else { Dx::Write(d) });
         let (w, dwm, dbm) = (self.w.get(), dw.as_deref_mut(), db.as_deref_mut());
-        backward_into(x, w, g, (rows, i, o), base_dx, dwm, dbm);
+        backward_into(x, w, g, (rows, i, o), base_dx, dwm, dbm, self.gemm);
         grads.put(self.w_id, dw);
         grads.put(self.b_id, db);
         let Some(ad) = &self.lora else {
@@ -189,17 +186,10 @@ impl<'a> Lin<'a> {
         // With gb = s·g B `[rows, r]`: dx += gb A, dA = gbᵀ x, dB = gᵀ (s·x Aᵀ).
         let r = ad.r;
         let gv = View::rows(g, rows, o);
-        let gb = low_rank_grad(g, ad.b.get(), rows, o, r, ad.scale);
+        let gb = low_rank_grad(g, ad.b.get(), rows, o, r, ad.scale, self.gemm);
         let gbv = View::rows(&gb, rows, r);
         if let Some(d) = dx {
-            matmul(
-                d,
-                i,
-                true,
-                gbv,
-                View::rows(ad.a.get(), r, i),
-                threads(false),
-            );
+            matmul(d, i, true, gbv, View::rows(ad.a.get(), r, i), self.gemm);
         }
         if let Some(mut da) = grads.take(ad.a_id) {
             matmul(
@@ -208,20 +198,14 @@ impl<'a> Lin<'a> {
                 false,
                 gbv.t(),
                 View::rows(x, rows, i),
-                threads(false),
+                self.gemm,
             );
             grads.put(ad.a_id, Some(da));
         }
         if let Some(mut dbuf) = grads.take(ad.b_id) {
-            let u = ad.low(x, rows, i);
-            matmul(
-                &mut dbuf,
-                r,
-                false,
-                gv.t(),
-                View::rows(&u, rows, r),
-                threads(false),
-            );
+            let u = ad.low(x, rows, i, self.gemm);
+            let uv = View::rows(&u, rows, r);
+            matmul(&mut dbuf, r, false, gv.t(), uv, self.gemm);
             grads.put(ad.b_id, Some(dbuf));
         }
     }
@@ -345,27 +329,29 @@ struct Block<'a> {
     scale: f32,
     attn_p: f64,
     hidden_p: f64,
+    precision: Precision,
 }
 
 impl<'a> Block<'a> {
-    fn new(layer: &'a Layer) -> Result<Self> {
+    fn new(layer: &'a Layer, precision: Precision) -> Result<Self> {
         if layer.act != Activation::Gelu {
             return Err(unsupported("an activation other than GELU"));
         }
         let at = &layer.attention;
         Ok(Self {
-            q: Lin::new(&at.query)?,
-            k: Lin::new(&at.key)?,
-            v: Lin::new(&at.value)?,
-            o: Lin::new(&at.output)?,
+            q: Lin::new(&at.query, precision)?,
+            k: Lin::new(&at.key, precision)?,
+            v: Lin::new(&at.value, precision)?,
+            o: Lin::new(&at.output, precision)?,
             n1: Norm::new(&at.layer_norm)?,
-            i: Lin::new(&layer.intermediate)?,
-            f: Lin::new(&layer.output)?,
+            i: Lin::new(&layer.intermediate, precision)?,
+            f: Lin::new(&layer.output, precision)?,
             n2: Norm::new(&layer.layer_norm)?,
             heads: at.heads,
             scale: (1.0 / (at.head_dim as f64).sqrt()) as f32,
             attn_p: at.attn_dropout,
             hidden_p: layer.hidden_dropout,
+            precision,
         })
     }
 
@@ -396,6 +382,7 @@ impl<'a> Block<'a> {
             dims,
             self.heads,
             self.scale,
+            self.precision,
         );
         let o = self.o.forward(&ctx, b * nq);
         let keep_a = mode.dropout_values(b * nq * h, self.hidden_p);
@@ -497,6 +484,7 @@ impl<'a> Block<'a> {
             self.scale,
             [&mut dq, &mut dk, &mut dv],
             dposition,
+            self.precision,
         );
         drop(dctx);
         // q = xq Wqᵀ + bq, k and v from x: dxq += dq Wq, dx = dk Wk + dv Wv (+ dxq).
@@ -575,6 +563,8 @@ pub struct Backprop {
     word_id: TensorId,
     /// Whether any embedding parameter trains (else the backward stops at the first block).
     embeddings_trainable: bool,
+    /// The GEMMs' operand precision (fp32 unless [`Backprop::with_precision`]).
+    precision: Precision,
 }
 
 impl Backprop {
@@ -602,7 +592,7 @@ impl Backprop {
         }
         Norm::new(&e.layer_norm)?;
         for layer in &model.encoder.layers {
-            Block::new(layer)?;
+            Block::new(layer, Precision::Fp32)?;
         }
         values(&model.head.weight)?;
         values(&model.head.bias)?;
@@ -631,7 +621,15 @@ impl Backprop {
             touched: Vec::new(),
             word_id: e.word_embeddings.id(),
             embeddings_trainable,
+            precision: Precision::Fp32,
         })
+    }
+
+    /// The same, with every GEMM of the forward and backward at `precision` (mixed precision:
+    /// see [`Precision`]; parameters, gradients, LayerNorm, softmax and the loss stay f32).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// The gradient of `var` from the last [`Backprop::loss_and_grads`].
@@ -732,7 +730,7 @@ impl Backprop {
         mode: &mut Mode,
         head: impl FnOnce(&[f32]) -> Option<Vec<f32>>,
     ) -> Result<Vec<f32>> {
-        let fwd = forward(model, inputs, mode)?;
+        let fwd = forward(model, inputs, mode, self.precision)?;
         let Some(dlogits) = head(&fwd.logits) else {
             return Ok(fwd.logits);
         };
@@ -769,6 +767,7 @@ impl Backprop {
             Some(Dx::Write(&mut dphi)),
             dvw.as_deref_mut(),
             dvb.as_deref_mut(),
+            threads(false).at(fwd.precision),
         );
         grads.put(hw_id, dvw);
         grads.put(hb_id, dvb);
@@ -915,6 +914,7 @@ struct Forward<'m> {
     /// Position ids `[b·l]`.
     positions: Vec<u32>,
     logits: Vec<f32>,
+    precision: Precision,
 }
 
 impl Forward<'_> {
@@ -926,11 +926,13 @@ impl Forward<'_> {
     }
 }
 
-/// The forward in `mode` (dropout masks from its stream), keeping what the backward needs.
+/// The forward in `mode` (dropout masks from its stream) with its GEMMs at `precision`,
+/// keeping what the backward needs.
 fn forward<'m>(
     model: &'m SequenceClassifier,
     inputs: &Inputs,
     mode: &mut Mode,
+    precision: Precision,
 ) -> Result<Forward<'m>> {
     inputs.check()?;
     let (b, l) = (inputs.batch, inputs.seq_len);
@@ -948,7 +950,7 @@ fn forward<'m>(
     let blocks = enc
         .layers
         .iter()
-        .map(Block::new)
+        .map(|layer| Block::new(layer, precision))
         .collect::<Result<Vec<_>>>()?;
     let (vw, vb) = (values(&model.head.weight)?, values(&model.head.bias)?);
     let h = n0.g.get().len();
@@ -1028,6 +1030,7 @@ fn forward<'m>(
         buckets,
         positions,
         logits: Vec::new(),
+        precision,
     };
 
     // Blocks; the last one for the first token only (as `Encoder::forward_first`).
@@ -1049,7 +1052,8 @@ fn forward<'m>(
     // Head: logits = V · dropout(φ) + b.
     fwd.keep_h = mode.dropout_values(b * h, model.head.dropout);
     fwd.phi = times(&x, fwd.keep_h.as_deref()).unwrap_or(x);
-    fwd.logits = linear_forward(&fwd.phi, fwd.vw.get(), Some(vb.get()), b, h, c);
+    let head = threads(false).at(precision);
+    fwd.logits = linear_forward(&fwd.phi, fwd.vw.get(), Some(vb.get()), (b, h, c), head);
     Ok(fwd)
 }
 
@@ -1099,7 +1103,7 @@ pub(crate) fn record_logit_grads(
             });
             Some(lowest.unwrap_or(enc.layers.len() - 1))
         };
-    let fwd = forward(model, inputs, &mut Mode::Eval)?;
+    let fwd = forward(model, inputs, &mut Mode::Eval, Precision::Fp32)?;
     let c = fwd.c;
     bp.grads.taps = Some(Taps {
         keys: keys.clone(),

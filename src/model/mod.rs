@@ -23,6 +23,7 @@ use candle_core::{Device, Tensor};
 use crate::error::{Error, Result};
 pub use bert::Encoder;
 pub use config::{Arch, EncoderConfig};
+pub use fused::Precision;
 pub use head::{Head, Pooling};
 pub use mode::Mode;
 pub use params::{Checkpoint, LoadReport, Params, Trainable};

@@ -1754,3 +1754,77 @@ fn device_cpu_is_the_default_and_other_devices_are_checked() {
         assert!(!out.exists(), "{device}: nothing written");
     }
 }
+
+/// `--precision bf16` (and transformers' `--bf16`) trains on the own backward's bf16 GEMMs:
+/// recorded in the run's config, a finite loss, different numbers from fp32, the same ones for
+/// both spellings; where the own backward does not apply (mean pooling) it is exit 2 naming
+/// `precision`, before anything is written.
+#[test]
+fn bf16_precision_trains_and_is_recorded() {
+    let dir = util::temp_dir("bf16_flag");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 40, 16);
+    let data_s = data.display().to_string();
+    let model = tiny("tiny-bert");
+    let args = |out: &str| -> Vec<String> {
+        [
+            "train",
+            "--task",
+            "cb",
+            "--method",
+            "ft",
+            "--model",
+            &model,
+            "--data-dir",
+            &data_s,
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--seed",
+            "3",
+            "--threads",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut a = args(&out.display().to_string());
+        a.extend(extra.iter().map(|s| s.to_string()));
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let run = out.join("cb/ft/seed-3");
+        let config = std::fs::read_to_string(run.join("config.json")).unwrap();
+        let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(history.lines().next().unwrap()).unwrap();
+        (config, first["train_loss"].as_f64().unwrap())
+    };
+    let (c32, l32) = run("fp32", &[]);
+    let (c16, l16) = run("bf16", &["--precision", "bf16"]);
+    let (c16b, l16b) = run("bf16-alias", &["--bf16"]);
+    assert!(!c32.contains("precision"), "fp32 configs as before: {c32}");
+    assert!(c16.contains("\"precision\": \"bf16\""), "{c16}");
+    assert_eq!(
+        c16,
+        c16b.replace("bf16-alias", "bf16"),
+        "--bf16 = --precision bf16"
+    );
+    assert_eq!(
+        l16.to_bits(),
+        l16b.to_bits(),
+        "same loss for both spellings"
+    );
+    assert!(l16.is_finite() && l16 != l32, "bf16 {l16} vs fp32 {l32}");
+
+    let out = dir.path().join("refused");
+    let mut a = args(&out.display().to_string());
+    a.extend(["--precision", "bf16", "--pooling", "mean"].map(String::from));
+    let err = fails(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("precision"), "{err}");
+    assert!(!out.exists(), "nothing written");
+}

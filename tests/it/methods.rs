@@ -331,7 +331,7 @@ fn accumulated_step_equals_one_step_on_the_whole_batch() {
             let (model, report) = SequenceClassifier::load(&ckpt, &files.config, &opts).unwrap();
             let opt = AdamW::new(&report.vars, AdamWConfig::default());
             let backward = if own {
-                Backward::for_model(&model, &opt).unwrap()
+                Backward::for_model(&model, &opt, lpft::model::Precision::Fp32).unwrap()
             } else {
                 Backward::Autograd
             };

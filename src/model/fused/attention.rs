@@ -15,7 +15,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::math::{dot, simd};
-use super::matmul::{matmul, threads, View};
+use super::matmul::{matmul, threads, Gemm, Precision, View};
 use super::{biased_softmax_row, slice, with_opt_values, with_values};
 
 /// Shapes and constants of one attention call.
@@ -50,9 +50,16 @@ fn dims(lq: &Layout, lk: &Layout, lv: &Layout, heads: usize) -> candle_core::Res
 /// One head's probabilities into `p` (`nq × l`): softmax(scale · q kᵀ + bias + mask) per row;
 /// `bias` is the head's `nq × l` position bias, if any.
 #[inline(always)]
-fn probabilities(p: &mut [f32], q: View, k: View, scale: f32, bias: Option<&[f32]>, mask: &[f32]) {
+fn probabilities(
+    p: &mut [f32],
+    (q, k): (View, View),
+    scale: f32,
+    bias: Option<&[f32]>,
+    mask: &[f32],
+    g: Gemm,
+) {
     let l = mask.len();
-    matmul(p, l, false, q, k.t(), threads(true));
+    matmul(p, l, false, q, k.t(), g);
     for (r, row) in p.chunks_mut(l).enumerate() {
         biased_softmax_row(row, scale, bias.map(|b| &b[r * l..(r + 1) * l]), mask);
     }
@@ -88,8 +95,8 @@ impl AttentionOp {
 
 /// Multi-head attention over row-major `q` `[b, nq, h]`, `k`, `v` `[b, l, h]` with the additive
 /// `mask` `[b, l]`, the position bias `position` `[heads, nq, l]` and the probabilities' dropout
-/// mask `keep` `[b, heads, nq, l]`: the context `[b, nq, h]`. The kernel of [`attention`], and
-/// of the training path's own backward.
+/// mask `keep` `[b, heads, nq, l]`: the context `[b, nq, h]`, its four GEMMs per head at
+/// `precision`. The kernel of [`attention`], and of the training path's own backward.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn forward(
     q: &[f32],
@@ -101,8 +108,10 @@ pub(crate) fn forward(
     [_, nq, l, h]: [usize; 4],
     heads: usize,
     scale: f32,
+    precision: Precision,
 ) -> Vec<f32> {
     let hd = h / heads;
+    let g = threads(true).at(precision);
     let mut out = vec![0f32; q.len()];
     out.par_chunks_mut(nq * h).enumerate().for_each(|(bi, ob)| {
         simd(
@@ -115,20 +124,14 @@ pub(crate) fn forward(
                     let qh = View::new(&qb[c..], nq, hd, h, 1);
                     let kh = View::new(&kb[c..], l, hd, h, 1);
                     let bias = head_bias(position, head, nq * l);
-                    probabilities(&mut p, qh, kh, scale, bias, &mask[bi * l..(bi + 1) * l]);
+                    let m = &mask[bi * l..(bi + 1) * l];
+                    probabilities(&mut p, (qh, kh), scale, bias, m, g);
                     if let Some(keep) = keep_vals {
                         let kp = &keep[(bi * heads + head) * nq * l..][..nq * l];
                         p.iter_mut().zip(kp).for_each(|(a, m)| *a *= m);
                     }
                     let vh = View::new(&vb[c..], l, hd, h, 1);
-                    matmul(
-                        &mut ob[c..],
-                        h,
-                        false,
-                        View::rows(&p, nq, l),
-                        vh,
-                        threads(true),
-                    );
+                    matmul(&mut ob[c..], h, false, View::rows(&p, nq, l), vh, g);
                 }
             },
         )
@@ -160,7 +163,18 @@ impl CustomOp3 for AttentionOp {
         let out = with_values(&self.mask, "attention mask", |mask| {
             with_opt_values(self.position.as_ref(), "attention position bias", |pos| {
                 with_opt_values(self.keep.as_ref(), "attention dropout mask", |keep| {
-                    forward(q, k, v, mask, pos, keep, d, self.heads, self.scale)
+                    forward(
+                        q,
+                        k,
+                        v,
+                        mask,
+                        pos,
+                        keep,
+                        d,
+                        self.heads,
+                        self.scale,
+                        Precision::Fp32,
+                    )
                 })
             })
         })???;
@@ -231,7 +245,8 @@ impl CustomOp3 for AttentionBwdOp {
                 with_opt_values(f.keep.as_ref(), "attention dropout mask", |keep| {
                     with_values(&self.grad, "attention gradient", |g| {
                         let (inputs, grads) = ([q, k, v, g], [dq, dk, dv]);
-                        backward(inputs, mask, pos, keep, d, f.heads, f.scale, grads, None)
+                        let (heads, scale, fp32) = (f.heads, f.scale, Precision::Fp32);
+                        backward(inputs, mask, pos, keep, d, heads, scale, grads, None, fp32)
                     })
                 })
             })
@@ -243,6 +258,7 @@ impl CustomOp3 for AttentionBwdOp {
 /// The backward of [`forward`]: from `[q, k, v, g]` (g the context's gradient) writes
 /// `[dq, dk, dv]`, and with `dposition` adds the position bias's gradient `[heads, nq, l]`
 /// (summed over the batch) to it; the probabilities are recomputed per head, never stored.
+/// Every GEMM at `precision`, the forward's included.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     [q, k, v, g]: [&[f32]; 4],
@@ -254,8 +270,10 @@ pub(crate) fn backward(
     scale: f32,
     [dq, dk, dv]: [&mut [f32]; 3],
     dposition: Option<&mut [f32]>,
+    precision: Precision,
 ) {
     let hd = h / heads;
+    let gemm = threads(true).at(precision);
     // Per batch element, the score gradients the position bias collects (summed below in batch
     // order, so the result does not depend on the thread count).
     let want = dposition.is_some();
@@ -283,7 +301,8 @@ pub(crate) fn backward(
                         let vh = View::new(&vb[c..], l, hd, h, 1);
                         let gh = View::new(&gb[c..], nq, hd, h, 1);
                         let bias = head_bias(position, head, nq * l);
-                        probabilities(&mut p, qh, kh, scale, bias, &mask[bi * l..(bi + 1) * l]);
+                        let m = &mask[bi * l..(bi + 1) * l];
+                        probabilities(&mut p, (qh, kh), scale, bias, m, gemm);
                         let kp =
                             keep_vals.map(|keep| &keep[(bi * heads + head) * nq * l..][..nq * l]);
                         let used: &[f32] = match kp {
@@ -297,8 +316,8 @@ pub(crate) fn backward(
                             None => &p,
                         };
                         let pv = View::rows(used, nq, l);
-                        matmul(&mut dvb[c..], h, false, pv.t(), gh, threads(true));
-                        matmul(&mut dp, l, false, gh, vh.t(), threads(true));
+                        matmul(&mut dvb[c..], h, false, pv.t(), gh, gemm);
+                        matmul(&mut dp, l, false, gh, vh.t(), gemm);
                         if let Some(kp) = kp {
                             dp.iter_mut().zip(kp).for_each(|(d, m)| *d *= m);
                         }
@@ -328,8 +347,8 @@ pub(crate) fn backward(
                             }
                         }
                         let ds = View::rows(&dp, nq, l);
-                        matmul(&mut dqb[c..], h, false, ds, kh, threads(true));
-                        matmul(&mut dkb[c..], h, false, ds.t(), qh, threads(true));
+                        matmul(&mut dqb[c..], h, false, ds, kh, gemm);
+                        matmul(&mut dkb[c..], h, false, ds.t(), qh, gemm);
                     }
                 },
             )
@@ -468,6 +487,7 @@ mod tests {
                 0.3,
                 [&mut dq, &mut dk, &mut dv],
                 Some(&mut dpos),
+                Precision::Fp32,
             );
             let got = Tensor::from_vec(dpos, (heads, lq, l), &Device::Cpu).unwrap();
             assert!(

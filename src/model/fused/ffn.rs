@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::linear::{bias, dims, forward, grads, out_shape, LinearOp};
+use super::matmul::threads;
 use super::{gelu, gelu_grad, math, slice, ROWS_PER_TASK};
 
 struct LinearGeluOp {
@@ -38,7 +39,13 @@ impl CustomOp3 for LinearGeluOp {
         let (rows, i, o) = dims(lx, lw)?;
         let b = bias(sb, lb, o, "linear-gelu")?;
         let x = slice(sx, lx, "linear-gelu input")?;
-        let h = forward(x, slice(sw, lw, "linear-gelu weight")?, Some(b), rows, i, o);
+        let h = forward(
+            x,
+            slice(sw, lw, "linear-gelu weight")?,
+            Some(b),
+            (rows, i, o),
+            threads(false),
+        );
         let mut y = vec![0f32; h.len()];
         y.par_chunks_mut(o * ROWS_PER_TASK)
             .zip(h.par_chunks(o * ROWS_PER_TASK))

@@ -11,7 +11,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
-use super::matmul::{matmul, threads, View};
+use super::matmul::{matmul, threads, Gemm, View};
 use super::slice;
 
 /// Which gradients the backward computes (decided when the op is built, from which inputs
@@ -61,14 +61,13 @@ pub(super) fn bias<'a>(
     Ok(b)
 }
 
-/// y = x Wᵀ + b: each output row starts as the bias, then the GEMM accumulates onto it.
+/// y = x Wᵀ + b: each output row starts as the bias, then the GEMM (`g`) accumulates onto it.
 pub(crate) fn forward(
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
-    rows: usize,
-    in_dim: usize,
-    out_dim: usize,
+    (rows, in_dim, out_dim): (usize, usize, usize),
+    g: Gemm,
 ) -> Vec<f32> {
     let mut y = match b {
         Some(b) => b.repeat(rows),
@@ -80,7 +79,7 @@ pub(crate) fn forward(
         b.is_some(),
         View::rows(x, rows, in_dim),
         View::rows(w, out_dim, in_dim).t(),
-        threads(false),
+        g,
     );
     y
 }
@@ -102,9 +101,8 @@ impl CustomOp2 for LinearOp {
             slice(sx, lx, "linear input")?,
             slice(sw, lw, "linear weight")?,
             None,
-            rows,
-            i,
-            o,
+            (rows, i, o),
+            threads(false),
         );
         Ok((CpuStorage::F32(y), out_shape(lx, o)))
     }
@@ -141,9 +139,8 @@ impl CustomOp3 for LinearOp {
             slice(sx, lx, "linear input")?,
             slice(sw, lw, "linear weight")?,
             Some(b),
-            rows,
-            i,
-            o,
+            (rows, i, o),
+            threads(false),
         );
         Ok((CpuStorage::F32(y), out_shape(lx, o)))
     }
@@ -290,7 +287,7 @@ pub(crate) enum Dx<'a> {
 
 /// The gradients of y = x Wᵀ + b from the output gradient g, into the caller's buffers: dx
 /// (written or accumulated by the GEMM's β), dW = gᵀ x and db (overwritten); each only where
-/// given. Nothing is zero-filled.
+/// given; the GEMMs as `gemm` says. Nothing is zero-filled.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_into(
     x: &[f32],
@@ -300,15 +297,16 @@ pub(crate) fn backward_into(
     dx: Option<Dx>,
     dw: Option<&mut [f32]>,
     db: Option<&mut [f32]>,
+    gemm: Gemm,
 ) {
     let gv = View::rows(g, rows, o);
     match dx {
-        Some(Dx::Write(dx)) => matmul(dx, i, false, gv, View::rows(w, o, i), threads(false)),
-        Some(Dx::Add(dx)) => matmul(dx, i, true, gv, View::rows(w, o, i), threads(false)),
+        Some(Dx::Write(dx)) => matmul(dx, i, false, gv, View::rows(w, o, i), gemm),
+        Some(Dx::Add(dx)) => matmul(dx, i, true, gv, View::rows(w, o, i), gemm),
         None => {}
     }
     if let Some(dw) = dw {
-        matmul(dw, i, false, gv.t(), View::rows(x, rows, i), threads(false));
+        matmul(dw, i, false, gv.t(), View::rows(x, rows, i), gemm);
     }
     if let Some(db) = db {
         db.fill(0.0);

@@ -13,7 +13,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::linear::{dims, forward, out_shape, split3};
-use super::matmul::{matmul, threads, View};
+use super::matmul::{matmul, threads, Gemm, View};
 use super::slice;
 
 #[derive(Clone, Copy)]
@@ -88,7 +88,8 @@ impl CustomOp3 for LoraLinearOp {
         let (rows, i, o) = dims(lx, lw)?;
         let x = slice(sx, lx, "lora linear input")?;
         let parts = self.parts(slice(sp, lp, "lora linear packed")?, i, o)?;
-        let mut y = forward(x, slice(sw, lw, "lora linear weight")?, parts.b, rows, i, o);
+        let w = slice(sw, lw, "lora linear weight")?;
+        let mut y = forward(x, w, parts.b, (rows, i, o), threads(false));
         let low = self.low(x, parts.a, rows, i);
         // y += s·(x Aᵀ) Bᵀ.
         matmul(
@@ -160,7 +161,7 @@ impl CustomOp3 for LoraLinearBwd {
                 );
             }
             let gv = View::rows(g, rows, o);
-            let gb = low_rank_grad(g, parts.up, rows, o, r, op.scale);
+            let gb = low_rank_grad(g, parts.up, rows, o, r, op.scale, threads(false));
             let gbv = View::rows(&gb, rows, r);
             let n =
                 op.dx as usize * rows * i + op.dw as usize * o * i + op.dp as usize * packed.len();
@@ -221,10 +222,11 @@ pub(crate) fn low_rank_grad(
     o: usize,
     r: usize,
     scale: f32,
+    gemm: Gemm,
 ) -> Vec<f32> {
     let mut gb = vec![0f32; rows * r];
     let (gv, bv) = (View::rows(g, rows, o), View::rows(b, o, r));
-    matmul(&mut gb, r, false, gv, bv, threads(false));
+    matmul(&mut gb, r, false, gv, bv, gemm);
     gb.iter_mut().for_each(|v| *v *= scale);
     gb
 }

@@ -1,6 +1,17 @@
 //! A bounds-checked front end to the `gemm` crate's strided f32 GEMM, for the fused kernels
 //! that multiply views of their inputs in place (a head's columns, a transpose) instead of
 //! copying them into contiguous tensors first.
+//!
+//! With [`Precision::Bf16`] (`--precision bf16`, mixed-precision training) a GEMM takes bf16
+//! operands and accumulates in f32: each operand is rounded to bf16 (round to nearest even)
+//! and the f32 GEMM multiplies the rounded values. A product of two bf16 values is exact in
+//! f32 (8 + 8 significant bits), so this computes what a bf16 × bf16 → f32 instruction
+//! (AVX512_BF16's `vdpbf16ps`) computes, up to the order of the f32 sums. It is the portable
+//! path: it buys bf16's numerics, not its speed (the rounding is an extra pass over both
+//! operands). lpft has no `vdpbf16ps` kernel yet: no machine it was developed on has
+//! AVX512_BF16, so such a kernel could not be tested.
+
+use serde::{Deserialize, Serialize};
 
 /// A read-only matrix view: element (i, j) is `data[i · rs + j · cs]`.
 #[derive(Clone, Copy)]
@@ -47,30 +58,89 @@ impl<'a> View<'a> {
     }
 }
 
+/// The operand precision of the GEMMs on the training path (the paper trains in fp32).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 operands (the default).
+    #[default]
+    Fp32,
+    /// bf16 operands, f32 accumulation; weights, optimiser state, LayerNorm, softmax, GELU and
+    /// the loss stay f32 (mixed precision, as `torch.autocast(dtype=torch.bfloat16)`).
+    Bf16,
+}
+
+impl Precision {
+    /// Whether this is the default (for `skip_serializing_if`, so that fp32 run configs keep
+    /// the layout they had before the setting existed).
+    pub fn is_default(&self) -> bool {
+        *self == Precision::Fp32
+    }
+}
+
+/// `x` rounded to the nearest bf16 (ties to even), as an f32. NaN stays NaN.
+#[inline]
+pub(crate) fn round_bf16(x: f32) -> f32 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return x;
+    }
+    let rounded = bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) & 0xffff_0000;
+    f32::from_bits(rounded)
+}
+
+/// How a GEMM runs: its threads and its operand precision.
+#[derive(Clone, Copy)]
+pub(crate) struct Gemm {
+    par: gemm::Parallelism,
+    precision: Precision,
+}
+
+impl Gemm {
+    /// The same threads at `precision`.
+    pub(crate) fn at(self, precision: Precision) -> Self {
+        Self { precision, ..self }
+    }
+}
+
 /// How a GEMM may use threads: inside a kernel that is already parallel over rayon tasks, one
 /// thread; otherwise the threads of the rayon pool it runs in (what `--threads` sets). Not
 /// `candle_core::utils::get_num_threads`, which reads `/proc/cpuinfo` on every call (measured at
 /// ~7% of an FT step). The GEMM splits its output, never a sum, so the thread count does not
 /// change the result.
-pub(crate) fn threads(nested: bool) -> gemm::Parallelism {
+/// The result is an f32 GEMM; [`Gemm::at`] changes the precision.
+pub(crate) fn threads(nested: bool) -> Gemm {
     let n = rayon::current_num_threads();
-    if nested || n <= 1 {
+    let par = if nested || n <= 1 {
         gemm::Parallelism::None
     } else {
         gemm::Parallelism::Rayon(n)
+    };
+    Gemm {
+        par,
+        precision: Precision::Fp32,
     }
 }
 
+/// The view's values rounded to bf16, as a row-major contiguous matrix.
+fn rounded(v: View) -> Vec<f32> {
+    let mut out = Vec::with_capacity(v.rows * v.cols);
+    for i in 0..v.rows {
+        let row = &v.data[i * v.rs..];
+        if v.cs == 1 {
+            out.extend(row[..v.cols].iter().map(|&x| round_bf16(x)));
+        } else {
+            out.extend((0..v.cols).map(|j| round_bf16(row[j * v.cs])));
+        }
+    }
+    out
+}
+
 /// `dst ← a · b` (or `dst ← dst + a · b` when `accumulate`), where `dst` is `a.rows × b.cols`
-/// with row stride `dst_rs` and column stride 1.
-pub(crate) fn matmul(
-    dst: &mut [f32],
-    dst_rs: usize,
-    accumulate: bool,
-    a: View,
-    b: View,
-    par: gemm::Parallelism,
-) {
+/// with row stride `dst_rs` and column stride 1; at `g`'s precision.
+pub(crate) fn matmul(dst: &mut [f32], dst_rs: usize, accumulate: bool, a: View, b: View, g: Gemm) {
     assert_eq!(a.cols, b.rows, "GEMM inner dimensions differ");
     let (m, n, k) = (a.rows, b.cols, a.cols);
     if m == 0 || n == 0 {
@@ -89,6 +159,15 @@ pub(crate) fn matmul(
         }
         return;
     }
+    let (ra, rb);
+    let (a, b) = match g.precision {
+        Precision::Fp32 => (a, b),
+        Precision::Bf16 => {
+            ra = rounded(a);
+            rb = rounded(b);
+            (View::rows(&ra, m, k), View::rows(&rb, k, n))
+        }
+    };
     // SAFETY: the asserts above (and in `View::new`) guarantee every index the strides address
     // lies inside its slice; `dst` is a unique borrow, so it aliases neither `a` nor `b`.
     unsafe {
@@ -111,7 +190,7 @@ pub(crate) fn matmul(
             false,
             false,
             false,
-            par,
+            g.par,
         );
     }
 }
@@ -156,5 +235,78 @@ mod tests {
             }
             assert_eq!(dst[i * 9 + 6..i * 9 + 9], [1.0; 3], "columns right kept");
         }
+    }
+
+    /// bf16 rounding is candle's (the `half` crate's round-to-nearest-even) on values of every
+    /// magnitude, ties included, and exact values stay.
+    #[test]
+    fn bf16_rounding_is_round_to_nearest_even() {
+        use candle_core::{DType, Device, Tensor};
+        // Ties: 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷ (→ 1, even); 1 + 3·2⁻⁸ between
+        // 1 + 2⁻⁷ and 1 + 2⁻⁶ (→ 1 + 2⁻⁶, even).
+        assert_eq!(round_bf16(1.0 + 2f32.powi(-8)), 1.0);
+        assert_eq!(round_bf16(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2f32.powi(-6));
+        assert_eq!(round_bf16(-0.15625), -0.15625, "exact in bf16");
+        assert!(round_bf16(f32::NAN).is_nan());
+        assert_eq!(round_bf16(f32::INFINITY), f32::INFINITY);
+        let xs: Vec<f32> = (0..20_000)
+            .map(|i| {
+                let u = ((i as f32) * 0.618_034).fract() - 0.5;
+                u * 10f32.powi(i % 17 - 8)
+            })
+            .collect();
+        let want = Tensor::new(xs.as_slice(), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (x, w) in xs.iter().zip(&want) {
+            assert_eq!(round_bf16(*x).to_bits(), w.to_bits(), "{x}");
+        }
+    }
+
+    /// A bf16 GEMM is the exact product of the rounded operands up to f32 summation (products
+    /// of bf16 values are exact in f32), for strided views too; and it is not the f32 GEMM.
+    #[test]
+    fn bf16_gemm_multiplies_the_rounded_operands() {
+        /// f32 sums of 7 exact products: a few units in the last place of the largest term.
+        const SUM_TOL: f64 = 1e-6;
+        let a: Vec<f32> = (0..5 * 7).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..7 * 4).map(|i| (i as f32 * 0.11).cos()).collect();
+        let (va, vb) = (View::rows(&a, 5, 7), View::rows(&b, 4, 7).t());
+        let ra: Vec<f32> = a.iter().map(|&x| round_bf16(x)).collect();
+        let rb: Vec<f32> = b.iter().map(|&x| round_bf16(x)).collect();
+        let (wa, wb) = (View::rows(&ra, 5, 7), View::rows(&rb, 4, 7).t());
+        let mut got = vec![0f32; 5 * 4];
+        let mut f32_result = vec![0f32; 5 * 4];
+        matmul(
+            &mut got,
+            4,
+            false,
+            va,
+            vb,
+            threads(false).at(Precision::Bf16),
+        );
+        matmul(&mut f32_result, 4, false, va, vb, threads(false));
+        let mut largest_gap = 0f64;
+        for i in 0..5 {
+            for j in 0..4 {
+                let exact: f64 = (0..7)
+                    .map(|p| f64::from(wa.data[i * 7 + p]) * f64::from(wb.data[j * 7 + p]))
+                    .sum();
+                let g = f64::from(got[i * 4 + j]);
+                assert!((g - exact).abs() < SUM_TOL, "({i}, {j}): {g} vs {exact}");
+                largest_gap = largest_gap.max((g - f64::from(f32_result[i * 4 + j])).abs());
+            }
+        }
+        // bf16 keeps 8 significant bits: operands move by up to 2⁻⁹ relative, products by
+        // about 1e-3 of their size; the f32 GEMM must differ by far more than round-off.
+        assert!(
+            largest_gap > 1e-4,
+            "bf16 GEMM equals the f32 one: {largest_gap}"
+        );
     }
 }

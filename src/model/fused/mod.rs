@@ -36,6 +36,7 @@ pub use attention::attention;
 pub use ffn::linear_gelu;
 pub use linear::linear;
 pub use lora::lora_linear;
+pub use matmul::Precision;
 pub use residual::residual_layer_norm;
 
 /// Rows per rayon task: large enough to amortise scheduling, small enough to balance 2+ cores.
