@@ -11,6 +11,7 @@
 //! operands). lpft has no `vdpbf16ps` kernel yet: no machine it was developed on has
 //! AVX512_BF16, so such a kernel could not be tested.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// A read-only matrix view: element (i, j) is `data[i · rs + j · cs]`.
@@ -124,16 +125,36 @@ pub(crate) fn threads(nested: bool) -> Gemm {
     }
 }
 
+/// Values per rounding task: a weight or an activation matrix splits over the pool's threads, a
+/// head's small operands inside attention stay on their own task.
+const ROUND_CHUNK: usize = 1 << 15;
+
 /// The view's values rounded to bf16, as a row-major contiguous matrix.
 fn rounded(v: View) -> Vec<f32> {
-    let mut out = Vec::with_capacity(v.rows * v.cols);
-    for i in 0..v.rows {
+    let mut out = vec![0f32; v.rows * v.cols];
+    let fill = |(i, dst): (usize, &mut [f32])| {
         let row = &v.data[i * v.rs..];
         if v.cs == 1 {
-            out.extend(row[..v.cols].iter().map(|&x| round_bf16(x)));
+            for (d, &x) in dst.iter_mut().zip(&row[..v.cols]) {
+                *d = round_bf16(x);
+            }
         } else {
-            out.extend((0..v.cols).map(|j| round_bf16(row[j * v.cs])));
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = round_bf16(row[j * v.cs]);
+            }
         }
+    };
+    if out.len() > ROUND_CHUNK {
+        let rows_per_task = (ROUND_CHUNK / v.cols).max(1);
+        out.par_chunks_mut(v.cols * rows_per_task)
+            .enumerate()
+            .for_each(|(t, block)| {
+                for (r, dst) in block.chunks_mut(v.cols).enumerate() {
+                    fill((t * rows_per_task + r, dst));
+                }
+            });
+    } else {
+        out.chunks_mut(v.cols).enumerate().for_each(fill);
     }
     out
 }
@@ -265,6 +286,24 @@ mod tests {
             .unwrap();
         for (x, w) in xs.iter().zip(&want) {
             assert_eq!(round_bf16(*x).to_bits(), w.to_bits(), "{x}");
+        }
+    }
+
+    /// Rounding a view splits large ones over tasks: every element lands in its place, for a
+    /// transposed view and one past the task size.
+    #[test]
+    fn rounding_large_and_strided_views_keeps_every_element_in_place() {
+        let (r, c) = (300, 211);
+        let data: Vec<f32> = (0..r * c).map(|i| (i as f32 * 0.013).sin() * 3.7).collect();
+        for v in [View::rows(&data, r, c), View::rows(&data, r, c).t()] {
+            assert!(v.rows * v.cols > ROUND_CHUNK);
+            let got = rounded(v);
+            for i in 0..v.rows {
+                for j in 0..v.cols {
+                    let want = round_bf16(v.data[i * v.rs + j * v.cs]);
+                    assert_eq!(got[i * v.cols + j].to_bits(), want.to_bits(), "({i}, {j})");
+                }
+            }
         }
     }
 
