@@ -651,6 +651,11 @@ pub fn differences(runs: &[RunRecord]) -> Vec<String> {
                 ));
             }
         }
+        if c.method.has_gradient_stage() && c.train.precision != paper.train.precision {
+            out.insert(
+                "bf16 mixed-precision training steps (`--precision bf16`; the paper: fp32).".into(),
+            );
+        }
         if let Some(k) = c.max_train_samples {
             out.insert(format!("{}: first {k} training examples only.", c.task));
         }

@@ -1508,6 +1508,8 @@ ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
         "1",
         "--mem",
         "2G",
+        "--precision",
+        "bf16",
     ]);
     let slurm = out.join("slurm");
     assert_eq!(
@@ -1522,6 +1524,7 @@ ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
         "#SBATCH --cpus-per-task=1",
         "#SBATCH --mem=2G",
         "--cell \"$SLURM_ARRAY_TASK_ID\"",
+        "--precision bf16",
     ] {
         assert!(grid.contains(line), "grid.sbatch lacks {line}:\n{grid}");
     }
@@ -1594,6 +1597,10 @@ ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
     assert!(runs.join("lora/seed-1/kernels/alignment.json").exists());
     let md = std::fs::read_to_string(out.join("report/report.md")).unwrap();
     assert!(!md.contains("not finished"), "{md}");
+    // `--precision` reached every cell's training and the report.
+    let config = std::fs::read_to_string(runs.join("ft/seed-1/config.json")).unwrap();
+    assert!(config.contains("\"precision\": \"bf16\""), "{config}");
+    assert!(md.contains("bf16 mixed-precision training steps"), "{md}");
 }
 
 /// `-v` log lines go above the progress bars, not through them: in a terminal (a pty from
@@ -1820,6 +1827,18 @@ fn bf16_precision_trains_and_is_recorded() {
         "same loss for both spellings"
     );
     assert!(l16.is_finite() && l16 != l32, "bf16 {l16} vs fp32 {l32}");
+    // A report over bf16 runs says so among the settings that differ from the paper.
+    let report = dir.path().join("report");
+    let runs = dir.path().join("bf16").display().to_string();
+    ok(&[
+        "report",
+        "--runs",
+        &runs,
+        "--out",
+        &report.display().to_string(),
+    ]);
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(md.contains("bf16 mixed-precision training steps"), "{md}");
 
     let out = dir.path().join("refused");
     let mut a = args(&out.display().to_string());
