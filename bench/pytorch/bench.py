@@ -11,6 +11,11 @@ Workloads (one per process, so peak memory is the workload's own):
   grad-logit  one sequence of 128 tokens, eval mode, gradient of one logit w.r.t. every parameter
   lp-fit      scikit-learn LogisticRegressionCV (the reference's LP) on CB's 225 training
               features (computed once, not timed)
+  entk        the eNTK's F = J Jᵀ over every encoder parameter on the first --ntk-examples CB
+              training pairs, each unpadded (batch 1), eval mode, random head V0: per example
+              one forward and C vector-Jacobian products of s_c = v_c·φ (torch.autograd.grad),
+              flattened into the rows of J (f32), then the Gram matrix in f64 over column
+              blocks: what `lpft bench --workload entk --reference-examples 0` times
 Inputs: the first 16 CB train (premise, hypothesis) pairs, truncated longest_first and padded to
 exactly 128 tokens (what the reference implementation does). One warm-up, then the median and
 minimum of --runs timed runs. Prints one JSON line, including peak RSS (ru_maxrss) in MiB.
@@ -54,7 +59,7 @@ class Classifier(torch.nn.Module):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model_dir", type=Path)
-    ap.add_argument("--workload", choices=["forward", "ft-step", "lora-step", "grad-logit", "lp-fit"], required=True)
+    ap.add_argument("--workload", choices=["forward", "ft-step", "lora-step", "grad-logit", "lp-fit", "entk"], required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=128)
@@ -64,6 +69,7 @@ def main() -> None:
     ap.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (scripts/gpu-check.sh)")
     ap.add_argument("--bf16", action="store_true", help="torch.autocast to bfloat16 (fp32 master weights)")
+    ap.add_argument("--ntk-examples", type=int, default=16, help="entk: examples (J holds N·C·P f32 values)")
     args = ap.parse_args()
     device = torch.device(args.device)
 
@@ -126,6 +132,35 @@ def main() -> None:
 
         def step():
             LogisticRegressionCV(max_iter=5000, tol=1e-4, random_state=0).fit(x, y)
+
+    elif args.workload == "entk":
+        model.eval()
+        all_rows = [json.loads(line) for line in args.data.read_text(encoding="utf-8").splitlines() if line.strip()]
+        encs = [
+            tok(r["premise"], r["hypothesis"], truncation="longest_first", max_length=args.seq, return_tensors="pt").to(device)
+            for r in all_rows[: args.ntk_examples]
+        ]
+        params = list(model.encoder.parameters())
+        v0 = model.classifier.weight.detach()
+        n_params = sum(p.numel() for p in params)
+        batch_size = len(encs)
+
+        def step():
+            c = v0.shape[0]
+            jac = torch.empty(len(encs) * c, n_params, device=device)
+            for i, enc in enumerate(encs):
+                phi = model.encoder(**enc).last_hidden_state[0, 0]
+                s = v0 @ phi
+                for cc in range(c):
+                    grads = torch.autograd.grad(s[cc], params, retain_graph=cc + 1 < c, allow_unused=True)
+                    jac[i * c + cc] = torch.cat(
+                        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
+                    )
+            kernel = torch.zeros(jac.shape[0], jac.shape[0], dtype=torch.float64, device=device)
+            for k0 in range(0, n_params, 1 << 20):
+                block = jac[:, k0 : k0 + (1 << 20)].double()
+                kernel += block @ block.T
+            return kernel
 
     else:
         model.eval()

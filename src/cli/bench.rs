@@ -25,7 +25,7 @@ use lpft::model::{
     Inputs, Mode, ModelFiles, ModelOptions, Pooling, Precision, SequenceClassifier, Trainable,
 };
 use lpft::ntk::reference::{gram_rows, jacobian_kernel, JACOBIAN_BLOCK};
-use lpft::ntk::{layerwise, EntkConfig, ParamSet};
+use lpft::ntk::{layerwise, ContractionPrecision, EntkConfig, ParamSet};
 use lpft::optim::{AdamW, AdamWConfig};
 use lpft::rng::Streams;
 
@@ -79,6 +79,14 @@ pub struct BenchArgs {
     /// extrapolated to --ntk-examples. 0 times the layer-wise F alone.
     #[arg(long, default_value_t = 2)]
     pub reference_examples: usize,
+    /// entk: arithmetic of the materialised contraction (f32: about 1.5× faster, see
+    /// `lpft ntk --precision`).
+    #[arg(long, value_enum, default_value_t = ContractionPrecision::F64)]
+    pub ntk_precision: ContractionPrecision,
+    /// entk: memory for stored per-example layer factors, MiB (as `lpft ntk --max-stored-mib`;
+    /// fewer passes over the examples when more fits).
+    #[arg(long, default_value_t = 4096)]
+    pub ntk_max_stored_mib: usize,
     /// Data directory searched first for CB; then $LPFT_DATA_DIR, ./data, $LPFT_HOME/data and
     /// lpft's embedded copy.
     #[arg(long)]
@@ -358,6 +366,8 @@ fn entk(
     let started = std::time::Instant::now();
     let cfg = EntkConfig {
         autograd: args.autograd,
+        precision: args.ntk_precision,
+        max_stored_bytes: args.ntk_max_stored_mib.saturating_mul(1 << 20),
         ..EntkConfig::new(ParamSet::Ft)
     };
     let fast = lpft::ntk::compute(&cfg, &frozen, &x, None, &mut |_| {})?;
@@ -365,15 +375,21 @@ fn entk(
     let fast_peak = peak_rss_mib().unwrap_or(f64::NAN);
     drop(frozen);
     let engine = if fast.own_backward { "own" } else { "autograd" };
+    let passes = fast.passes;
+    let precision = match args.ntk_precision {
+        ContractionPrecision::F64 => "f64",
+        ContractionPrecision::F32 => "f32",
+    };
     if k == 0 {
         println!(
             "eNTK F on CB, {model_name}: θ = all encoder parameters (P = {}), {n} examples \
-             ({tokens} tokens), {threads} threads, {engine} backward: {fast_seconds:.1} s \
-             (gradients {:.1}, contraction {:.1}), peak RSS {fast_peak:.0} MiB",
+             ({tokens} tokens), {threads} threads, {engine} backward, {precision} contraction, \
+             {passes} pass(es): {fast_seconds:.1} s (gradients {:.1}, contraction {:.1}), peak RSS \
+             {fast_peak:.0} MiB",
             fast.parameters, fast.gradient_seconds, fast.contraction_seconds
         );
         println!(
-            "{{\"workload\":\"entk\",\"model\":\"{model_name}\",\"examples\":{n},\"tokens\":{tokens},\"threads\":{threads},\"parameters\":{},\"backward\":\"{engine}\",\"fast_seconds\":{fast_seconds:.2},\"gradient_seconds\":{:.2},\"contraction_seconds\":{:.2},\"fast_peak_rss_mib\":{fast_peak:.0}}}",
+            "{{\"workload\":\"entk\",\"model\":\"{model_name}\",\"examples\":{n},\"tokens\":{tokens},\"threads\":{threads},\"parameters\":{},\"backward\":\"{engine}\",\"precision\":\"{precision}\",\"passes\":{passes},\"fast_seconds\":{fast_seconds:.2},\"gradient_seconds\":{:.2},\"contraction_seconds\":{:.2},\"fast_peak_rss_mib\":{fast_peak:.0}}}",
             fast.parameters, fast.gradient_seconds, fast.contraction_seconds
         );
         return Ok(());

@@ -140,6 +140,14 @@ pub struct NtkAnalysis {
     /// Also the alignment of LoRA's F with FT's F restricted to the adapted weights.
     #[serde(default = "yes")]
     pub alignment: bool,
+    /// Arithmetic of the materialised contraction (`"f64"`, the default, or `"f32"`; see
+    /// [`crate::ntk::ContractionPrecision`]).
+    #[serde(default, skip_serializing_if = "is_f64")]
+    pub precision: crate::ntk::ContractionPrecision,
+}
+
+fn is_f64(p: &crate::ntk::ContractionPrecision) -> bool {
+    *p == crate::ntk::ContractionPrecision::F64
 }
 
 fn yes() -> bool {

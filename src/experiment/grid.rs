@@ -222,6 +222,7 @@ fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Resu
                 params: None,
                 contraction: Contraction::Auto,
                 max_stored_bytes: 4 << 30,
+                precision: n.precision,
                 data_dir: exp.data_dir.clone(),
             };
             ntk_run(&cell.dir, &cfg, &mut |_| {})?;

@@ -56,6 +56,28 @@ pub enum Contraction {
     TokenPairs,
 }
 
+/// The arithmetic of the materialised weight-gradient contraction (the bulk of F's cost at the
+/// paper's N; [`Contraction::Materialize`]). The factors X and G are f32 either way (they come
+/// from the f32 forward and backward), and F, its group sums and every other block stay f64.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContractionPrecision {
+    /// Gradient slices and their Gram products in f64.
+    #[default]
+    F64,
+    /// Gradient slices and the Gram products of each run of
+    /// [`GRAM_F32_SPAN`](crate::ntk::layerwise::GRAM_F32_SPAN) parameters in f32, those partial
+    /// sums in f64: about 1.5× faster, with relative differences from f64 around 1e-6 of
+    /// max |F| (`tests/it/ntk.rs` bounds them).
+    F32,
+}
+
+impl ContractionPrecision {
+    fn is_f64(&self) -> bool {
+        *self == ContractionPrecision::F64
+    }
+}
+
 /// Which forward pass produces φ(x).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -96,6 +118,9 @@ pub struct EntkConfig {
     /// round-off (`tests/it/ntk.rs`); the own backward builds no graph and is faster.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub autograd: bool,
+    /// Arithmetic of the materialised contraction (f64 unless asked).
+    #[serde(default, skip_serializing_if = "ContractionPrecision::is_f64")]
+    pub precision: ContractionPrecision,
 }
 
 /// 4 GiB: 250 + 250 MiniLM examples of ~80 tokens fit in one pass.
@@ -113,6 +138,7 @@ impl EntkConfig {
             path: ForwardPath::default(),
             max_stored_bytes: default_max_stored_bytes(),
             autograd: false,
+            precision: ContractionPrecision::F64,
         }
     }
 

@@ -13,5 +13,5 @@ pub mod layerwise;
 pub mod reference;
 pub mod regression;
 
-pub use config::{Contraction, EntkConfig, ForwardPath, ParamSet};
+pub use config::{Contraction, ContractionPrecision, EntkConfig, ForwardPath, ParamSet};
 pub use layerwise::{compute, compute_train_eval, EntkProgress, EntkResult, ParamGroup};

@@ -34,7 +34,7 @@ use crate::hub::models::{self, FetchOptions, ModelSource};
 use crate::methods::config::{Method, RunConfig};
 use crate::methods::lp;
 use crate::model::{Checkpoint, ModelFiles, SequenceClassifier, Trainable};
-use crate::ntk::config::{Contraction, EntkConfig, ForwardPath, ParamSet};
+use crate::ntk::config::{Contraction, ContractionPrecision, EntkConfig, ForwardPath, ParamSet};
 use crate::ntk::kernel::{pretrain_kernel, Kernel};
 use crate::ntk::layerwise::{self, EntkProgress, EntkResult, ParamGroup};
 use crate::rundir::{self, read_config, read_tensors};
@@ -56,8 +56,15 @@ pub struct NtkRunConfig {
     pub contraction: Contraction,
     /// Bound on stored per-example factors (see [`EntkConfig::max_stored_bytes`]).
     pub max_stored_bytes: usize,
+    /// Arithmetic of the materialised contraction (see [`EntkConfig::precision`]).
+    #[serde(default, skip_serializing_if = "is_f64")]
+    pub precision: ContractionPrecision,
     /// Data directory overriding the run's (`None`: the run's, else the default search path).
     pub data_dir: Option<PathBuf>,
+}
+
+fn is_f64(p: &ContractionPrecision) -> bool {
+    *p == ContractionPrecision::F64
 }
 
 impl NtkRunConfig {
@@ -69,6 +76,7 @@ impl NtkRunConfig {
             params: None,
             contraction: Contraction::default(),
             max_stored_bytes: EntkConfig::new(ParamSet::Ft).max_stored_bytes,
+            precision: ContractionPrecision::F64,
             data_dir: None,
         }
     }
@@ -233,6 +241,7 @@ pub fn compute_run(
         path: ForwardPath::FirstToken,
         max_stored_bytes: cfg.max_stored_bytes,
         autograd: false,
+        precision: cfg.precision,
     };
     let x_train = layerwise::single_inputs(&tok, &enc_train);
     let x_eval = layerwise::single_inputs(&tok, &enc_eval);

@@ -577,7 +577,7 @@ overrides = {{ lp = {{ c = 100.0 }} }}
 features = {{ split = "test" }}
 calibration = {{ method = "lbfgs" }}
 lp_path = true
-ntk = {{ max_examples = 4, seeds = [1] }}
+ntk = {{ max_examples = 4, seeds = [1], precision = "f32" }}
 norm_sweep = {{ kappas = [1.0, 10.0], methods = ["lp-ft"], seeds = [1] }}
 [[ood]]
 name = "mine"
@@ -623,6 +623,13 @@ label = "gold"
     ] {
         assert!(ft.join(f).exists(), "ft: {f}");
     }
+    let ntk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ft.join("kernels/ntk.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        ntk["config"]["precision"], "f32",
+        "the grid's ntk.precision"
+    );
     assert!(runs.join("base/cb/lp/seed-2/lp-path.json").exists());
     assert!(runs
         .join("base/cb/lora/seed-1/kernels/alignment.json")

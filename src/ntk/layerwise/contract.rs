@@ -6,12 +6,14 @@ use super::*;
 /// A kernel to fill: rows from set `.0`, columns from set `.1` (`None`: `.0` itself, symmetric).
 pub(super) type Job = (usize, Option<usize>);
 
-/// Values of a materialised weight-gradient slice kept at once per set (f64): 128 MiB.
-pub(super) const MATERIALIZE_ELEMS: usize = 1 << 24;
+/// Bytes of a materialised weight-gradient slice kept at once per set: 128 MiB.
+pub(super) const MATERIALIZE_BYTES: usize = 128 << 20;
 
 /// Columns per block of the blocked Gram product: 4096 measured fastest for 192 rows on 2
 /// AVX-512 cores (a 192 × 590k Gram in 0.27 s symmetric, 0.39 s full).
 pub(super) const GRAM_BLOCK: usize = 4096;
+/// Parameters whose products an f32 contraction sums in f32 before adding in f64.
+pub const GRAM_F32_SPAN: usize = GRAM_BLOCK * GRAM_BLOCKS_PER_TASK;
 /// Column blocks per parallel task: small enough that a materialised slice (≥ 20k columns)
 /// still splits into several tasks. The task sums are added in task order, so the result does
 /// not depend on the thread count or on scheduling.
@@ -26,6 +28,7 @@ pub(super) fn contract_block(
     jobs: &[Job],
     c: usize,
     contraction: Contraction,
+    precision: ContractionPrecision,
     outs: &mut [&mut [f64]],
     scratch: &mut Scratch,
 ) -> Result<()> {
@@ -103,7 +106,14 @@ pub(super) fn contract_block(
             };
             match strategy {
                 Contraction::TokenPairs => contract_pairs(&refs, jobs, c, outs),
-                _ => contract_materialized(&refs, jobs, c, outs, scratch),
+                _ => match precision {
+                    ContractionPrecision::F32 => {
+                        contract_materialized(&refs, jobs, c, outs, &mut scratch.slices32);
+                    }
+                    ContractionPrecision::F64 => {
+                        contract_materialized(&refs, jobs, c, outs, &mut scratch.slices);
+                    }
+                },
             }
         }
     }
@@ -155,20 +165,54 @@ pub(super) fn inconsistent() -> Error {
     }
 }
 
+/// Element types of a materialised gradient slice: f64 (the default, every product in f64) or
+/// f32 ([`ContractionPrecision::F32`]: products in f32, summed over at most
+/// [`GRAM_F32_SPAN`] parameters in f32, then in f64).
+pub(crate) trait GramElem: faer::traits::RealField + Copy + Send + Sync + 'static {
+    fn from_f32(v: f32) -> Self;
+    fn from_f64(v: f64) -> Self;
+    fn into_f64(self) -> f64;
+}
+
+impl GramElem for f64 {
+    fn from_f32(v: f32) -> Self {
+        f64::from(v)
+    }
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+    fn into_f64(self) -> f64 {
+        self
+    }
+}
+
+impl GramElem for f32 {
+    fn from_f32(v: f32) -> Self {
+        v
+    }
+    #[allow(clippy::cast_possible_truncation)] // the f32 contraction's own rounding
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+    fn into_f64(self) -> f64 {
+        f64::from(self)
+    }
+}
+
 /// `out += A Bᵀ` with A `[ra, k]`, B `[rb, k]` row-major; B = None means B = A, and then only the
 /// upper triangle of `out` (square) is updated. Blocked over k: each task sums
-/// [`GRAM_BLOCKS_PER_TASK`] column blocks sequentially and the task sums are added in order
-/// (deterministic).
-pub(crate) fn gram(out: &mut [f64], a: &[f64], b: Option<&[f64]>, ra: usize, k: usize) {
+/// [`GRAM_BLOCKS_PER_TASK`] column blocks sequentially in `T` and the task sums are added in
+/// order in f64 (deterministic).
+pub(crate) fn gram<T: GramElem>(out: &mut [f64], a: &[T], b: Option<&[T]>, ra: usize, k: usize) {
     if ra == 0 || k == 0 {
         return;
     }
     let rb = b.map_or(ra, |b| b.len() / k);
     let blocks: Vec<usize> = (0..k.div_ceil(GRAM_BLOCK)).collect();
-    let partial: Vec<Vec<f64>> = blocks
+    let partial: Vec<Vec<T>> = blocks
         .par_chunks(GRAM_BLOCKS_PER_TASK)
         .map(|task| {
-            let mut acc = vec![0.0; ra * rb];
+            let mut acc = vec![T::from_f64(0.0); ra * rb];
             for &blk in task {
                 let k0 = blk * GRAM_BLOCK;
                 let w = GRAM_BLOCK.min(k - k0);
@@ -177,7 +221,14 @@ pub(crate) fn gram(out: &mut [f64], a: &[f64], b: Option<&[f64]>, ra: usize, k: 
                 match b {
                     Some(b) => {
                         let bm = MatRef::from_row_major_slice_with_stride(&b[k0..], rb, w, k);
-                        matmul(om, Accum::Add, am, bm.transpose(), 1.0, Par::Seq);
+                        matmul(
+                            om,
+                            Accum::Add,
+                            am,
+                            bm.transpose(),
+                            T::from_f64(1.0),
+                            Par::Seq,
+                        );
                     }
                     None => triangular::matmul(
                         om,
@@ -187,7 +238,7 @@ pub(crate) fn gram(out: &mut [f64], a: &[f64], b: Option<&[f64]>, ra: usize, k: 
                         BlockStructure::Rectangular,
                         am.transpose(),
                         BlockStructure::Rectangular,
-                        1.0,
+                        T::from_f64(1.0),
                         Par::Seq,
                     ),
                 }
@@ -197,7 +248,7 @@ pub(crate) fn gram(out: &mut [f64], a: &[f64], b: Option<&[f64]>, ra: usize, k: 
         .collect();
     for p in &partial {
         for (o, v) in out.iter_mut().zip(p) {
-            *o += v;
+            *o += v.into_f64();
         }
     }
 }
@@ -247,64 +298,79 @@ pub(super) struct OuterRef<'a> {
     pub(super) scale: f64,
 }
 
-/// Buffers reused across parameter blocks: a materialised slice is up to 128 MiB per set, and
-/// fresh buffers that size would each be mapped and page-faulted anew.
+/// Buffers reused across parameter blocks: a materialised slice is up to
+/// [`MATERIALIZE_BYTES`] per set, and fresh buffers that size would each be mapped and
+/// page-faulted anew.
 #[derive(Default)]
 pub(super) struct Scratch {
     pub(super) slices: BTreeMap<usize, Vec<f64>>,
+    pub(super) slices32: BTreeMap<usize, Vec<f32>>,
 }
 
 /// Forms the gradient rows `scale·g_c[:, o0..o0+w]ᵀ x` (`[w, dx]` each, row-major) of every
 /// (example, logit) into `out`: `[n·C, w·dx]`.
-pub(super) fn materialize(o: &[OuterRef], c: usize, o0: usize, w: usize, out: &mut Vec<f64>) {
+pub(super) fn materialize<T: GramElem>(
+    o: &[OuterRef],
+    c: usize,
+    o0: usize,
+    w: usize,
+    out: &mut Vec<T>,
+) {
     let dx = o[0].dx;
     // Every value is overwritten below; resizing within capacity does not allocate.
-    out.resize(o.len() * c * w * dx, 0.0);
+    out.resize(o.len() * c * w * dx, T::from_f64(0.0));
     out.par_chunks_mut(c * w * dx)
         .zip(o.par_iter())
         .for_each(|(dst, e)| {
-            let x: Vec<f64> = e.x.iter().map(|&v| f64::from(v)).collect();
+            let x: Vec<T> = e.x.iter().map(|&v| T::from_f32(v)).collect();
             let xm = MatRef::from_row_major_slice(&x, e.rows, dx);
             // All C logits in one product: [rows, C·w] with column block c = g_c[:, o0..o0+w],
             // so that (·)ᵀx is [C·w, dx] = the C destination rows back to back.
-            let mut gall = vec![0f64; e.rows * c * w];
+            let mut gall = vec![T::from_f64(0.0); e.rows * c * w];
             for (t, dst_t) in gall.chunks_exact_mut(c * w).enumerate() {
                 for (cc, d) in dst_t.chunks_exact_mut(w).enumerate() {
                     let row = (cc * e.rows + t) * e.dg + o0;
                     for (a, &v) in d.iter_mut().zip(&e.g[row..row + w]) {
-                        *a = f64::from(v);
+                        *a = T::from_f32(v);
                     }
                 }
             }
             let gm = MatRef::from_row_major_slice(&gall, e.rows, c * w);
             let om = MatMut::from_row_major_slice_mut(dst, c * w, dx);
-            matmul(om, Accum::Replace, gm.transpose(), xm, e.scale, Par::Seq);
+            matmul(
+                om,
+                Accum::Replace,
+                gm.transpose(),
+                xm,
+                T::from_f64(e.scale),
+                Par::Seq,
+            );
         });
 }
 
 /// Weight blocks through materialised per-example gradients, a slice of output rows at a time;
-/// each set's slice is formed once for all jobs.
-pub(super) fn contract_materialized(
+/// each set's slice is formed once for all jobs, in `T` (see [`GramElem`]).
+pub(super) fn contract_materialized<T: GramElem>(
     refs: &BTreeMap<usize, Vec<OuterRef>>,
     jobs: &[Job],
     c: usize,
     outs: &mut [&mut [f64]],
-    scratch: &mut Scratch,
+    slices: &mut BTreeMap<usize, Vec<T>>,
 ) {
     let first = refs.values().next().expect("at least one set")[0];
     let (dx, dg) = (first.dx, first.dg);
     let n_max = refs.values().map(Vec::len).max().unwrap_or(1);
-    let w = (MATERIALIZE_ELEMS / (n_max * c * dx).max(1)).clamp(1, dg);
+    let elems = MATERIALIZE_BYTES / std::mem::size_of::<T>();
+    let w = (elems / (n_max * c * dx).max(1)).clamp(1, dg);
     let mut o0 = 0;
     while o0 < dg {
         let width = w.min(dg - o0);
         for (&s, o) in refs {
-            materialize(o, c, o0, width, scratch.slices.entry(s).or_default());
+            materialize(o, c, o0, width, slices.entry(s).or_default());
         }
-        let j = &scratch.slices;
         for (out, &(s1, s2)) in outs.iter_mut().zip(jobs) {
-            let b = s2.map(|s| j[&s].as_slice());
-            gram(out, &j[&s1], b, refs[&s1].len() * c, width * dx);
+            let b = s2.map(|s| slices[&s].as_slice());
+            gram(out, &slices[&s1], b, refs[&s1].len() * c, width * dx);
         }
         o0 += width;
     }

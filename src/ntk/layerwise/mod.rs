@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::batch::{Encoded, TextTokenizer};
 use crate::error::{Error, Result};
 use crate::model::{Inputs, Mode, Pooling, Recorder, SequenceClassifier, Site};
-use crate::ntk::config::{Contraction, EntkConfig, ForwardPath, ParamSet};
+use crate::ntk::config::{Contraction, ContractionPrecision, EntkConfig, ForwardPath, ParamSet};
 
 mod blocks;
 mod catalog;
@@ -52,6 +52,7 @@ mod contract;
 use crate::ntk::kernel::Kernel;
 use blocks::*;
 use catalog::*;
+pub use contract::GRAM_F32_SPAN;
 use contract::*;
 pub(crate) use contract::{gram, mirror_upper};
 
@@ -342,7 +343,15 @@ fn run(
                 outs.push(groups.entry(group).or_insert_with(|| vec![0.0; len]));
             }
             let t0 = std::time::Instant::now();
-            contract_block(&per_set, jobs, c, cfg.contraction, &mut outs, &mut scratch)?;
+            contract_block(
+                &per_set,
+                jobs,
+                c,
+                cfg.contraction,
+                cfg.precision,
+                &mut outs,
+                &mut scratch,
+            )?;
             log::debug!(
                 "eNTK block {k} ({}): {:.3} s",
                 group.as_str(),
@@ -451,6 +460,8 @@ mod tests {
     fn materialized_and_token_pairs_agree_with_explicit_gradients() {
         // f64 sums of ~50 products of O(1) numbers: round-off ~1e-14 relative.
         const TOL: f64 = 1e-12;
+        // The same sums in f32 (unit round-off 6e-8, ~50 terms and a few cancelling signs).
+        const TOL_F32: f64 = 1e-5;
         let c = 2;
         let blocks: Vec<Block> = [(3, 11), (1, 12), (4, 13)]
             .iter()
@@ -487,13 +498,28 @@ mod tests {
         };
         let grads: Vec<Vec<Vec<f64>>> = blocks.iter().map(explicit).collect();
         let n = blocks.len();
-        for strategy in [Contraction::Materialize, Contraction::TokenPairs] {
+        let ways = [
+            (Contraction::Materialize, ContractionPrecision::F64, TOL),
+            (Contraction::Materialize, ContractionPrecision::F32, TOL_F32),
+            (Contraction::TokenPairs, ContractionPrecision::F64, TOL),
+        ];
+        for (strategy, precision, tol) in ways {
             for sym in [true, false] {
                 let mut out = vec![0.0; n * c * n * c];
                 let sets = vec![refs.clone(), refs.clone()];
                 let job = if sym { (0, None) } else { (0, Some(1)) };
                 let mut scratch = Scratch::default();
-                contract_block(&sets, &[job], c, strategy, &mut [&mut out], &mut scratch).unwrap();
+                let mut outs = [out.as_mut_slice()];
+                contract_block(
+                    &sets,
+                    &[job],
+                    c,
+                    strategy,
+                    precision,
+                    &mut outs,
+                    &mut scratch,
+                )
+                .unwrap();
                 if sym {
                     mirror_upper(&mut out, n * c);
                 }
@@ -504,8 +530,9 @@ mod tests {
                                 let want = crate::ntk::kernel::dot(&grads[i][ca], &grads[j][cb]);
                                 let got = out[(i * c + ca) * n * c + j * c + cb];
                                 assert!(
-                                    (got - want).abs() <= TOL * want.abs().max(1.0),
-                                    "{strategy:?} sym={sym} ({i},{ca},{j},{cb}): {got} vs {want}"
+                                    (got - want).abs() <= tol * want.abs().max(1.0),
+                                    "{strategy:?} {precision:?} sym={sym} ({i},{ca},{j},{cb}): \
+                                     {got} vs {want}"
                                 );
                             }
                         }
