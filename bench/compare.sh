@@ -8,13 +8,7 @@ cd "$(dirname "$0")/.."
 PY=${1:-python3}
 THREADS=${2:-2}
 ROUNDS=${3:-2}
-cargo build --release --quiet
-LPFT=./target/release/lpft
-MODEL=$($LPFT fetch-model minilm)
-# CB exactly as lpft finds it (--data-dir, $LPFT_DATA_DIR, ./data, $LPFT_HOME/data, embedded).
-data=$(mktemp -d)
-$LPFT data --task cb --export "$data" >/dev/null
-tmp=$(mktemp)
+. bench/setup.sh
 for round in $(seq "$ROUNDS"); do
   for w in forward ft-step lora-step grad-logit lp-fit; do
     for d in "" "--no-dropout"; do
@@ -51,4 +45,3 @@ for (w, d, bf16), v in rows.items():
     p = "bf16 (PyTorch: autocast)" if bf16 else "fp32"
     print(f"| {w} | {'on' if d else 'off'} | {p} | {t:.3f} | {l:.3f} | {l / t:.2f} | {vs32} | {gs} | {max(x['peak_rss_mib'] for x in v['torch'])} | {max(x['peak_rss_mib'] for x in v['lpft'])} |")
 PYEOF
-rm -rf "$tmp" "$data"

@@ -13,12 +13,7 @@ PY=${1:-python3}
 THREADS=${2:-2}
 ROUNDS=${3:-2}
 N=${4:-16}
-cargo build --release --quiet
-LPFT=./target/release/lpft
-MODEL=$($LPFT fetch-model minilm)
-data=$(mktemp -d)
-$LPFT data --task cb --export "$data" >/dev/null
-tmp=$(mktemp)
+. bench/setup.sh
 for _ in $(seq "$ROUNDS"); do
   $LPFT --threads "$THREADS" bench --workload entk --ntk-examples "$N" --reference-examples 0 | grep '^{' | sed 's/^/lpft /' >>"$tmp"
   HF_HUB_OFFLINE=1 "$PY" bench/pytorch/bench.py "$MODEL" --data "$data/superglue/CB/train.jsonl" --workload entk --ntk-examples "$N" --runs 1 --threads "$THREADS" | sed 's/^/torch /' >>"$tmp"
@@ -38,4 +33,3 @@ print("|---|---|---|---|---|---|---|---|---|")
 print(f"| N = {n} | {sys.argv[3]} | {t:.1f} | {l:.1f} | {t / n:.2f} | {l / n:.2f} | **{l / t:.2f}** | "
       f"{max(r['peak_rss_mib'] for r in pt)} | {max(r['fast_peak_rss_mib'] for r in lp)} |")
 PYEOF
-rm -rf "$tmp" "$data"

@@ -10,12 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-python3}
 ROUNDS=${2:-1}
-cargo build --release --quiet
-LPFT=./target/release/lpft
-MODEL=$($LPFT fetch-model minilm)
-data=$(mktemp -d)
-$LPFT data --task cb --export "$data" >/dev/null
-tmp=$(mktemp)
+. bench/setup.sh
 for round in $(seq "$ROUNDS"); do
   for shape in 16x64 16x128 16x256 16x512 8x128 32x128; do
     b=${shape%x*}; s=${shape#*x}
@@ -47,4 +42,3 @@ for (b, s), v in rows.items():
     ext = " / ".join(f"{a / b_:.2f}" for a, b_ in zip(el, et))
     print(f"| {b} × {s} | {t1:.3f} | {l1:.3f} | {t2:.3f} | {l2:.3f} | {l2 / t2:.2f} | {pt:.2f} | {pl:.2f} | {ext} |")
 PYEOF
-rm -rf "$tmp" "$data"
