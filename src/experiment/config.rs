@@ -142,12 +142,11 @@ pub struct NtkAnalysis {
     pub alignment: bool,
     /// Arithmetic of the materialised contraction (`"f64"`, the default, or `"f32"`; see
     /// [`crate::ntk::ContractionPrecision`]).
-    #[serde(default, skip_serializing_if = "is_f64")]
+    #[serde(
+        default,
+        skip_serializing_if = "crate::ntk::ContractionPrecision::is_f64"
+    )]
     pub precision: crate::ntk::ContractionPrecision,
-}
-
-fn is_f64(p: &crate::ntk::ContractionPrecision) -> bool {
-    *p == crate::ntk::ContractionPrecision::F64
 }
 
 fn yes() -> bool {

@@ -57,14 +57,10 @@ pub struct NtkRunConfig {
     /// Bound on stored per-example factors (see [`EntkConfig::max_stored_bytes`]).
     pub max_stored_bytes: usize,
     /// Arithmetic of the materialised contraction (see [`EntkConfig::precision`]).
-    #[serde(default, skip_serializing_if = "is_f64")]
+    #[serde(default, skip_serializing_if = "ContractionPrecision::is_f64")]
     pub precision: ContractionPrecision,
     /// Data directory overriding the run's (`None`: the run's, else the default search path).
     pub data_dir: Option<PathBuf>,
-}
-
-fn is_f64(p: &ContractionPrecision) -> bool {
-    *p == ContractionPrecision::F64
 }
 
 impl NtkRunConfig {
