@@ -220,6 +220,11 @@ pub struct Cell {
     pub config: RunConfig,
     /// The run directory.
     pub dir: PathBuf,
+    /// The other variants this cell stands for: a cell whose resolved config equals an earlier
+    /// cell's (a norm-sweep cell at κ = 1 without overrides of its own is its base cell) is
+    /// run once, and the report reads that run under each of its variants.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
 }
 
 /// The `NAME` of serde's "unknown field `NAME`" message, if it is one.
@@ -384,6 +389,7 @@ impl ExperimentConfig {
                             seed,
                             config: cfg,
                             dir,
+                            also: Vec::new(),
                         });
                     }
                 }
@@ -420,6 +426,16 @@ impl ExperimentConfig {
                 )?;
             }
         }
+        // A cell that would repeat an earlier one's training exactly (same resolved config)
+        // becomes another name of that cell: the work is done once.
+        let mut unique: Vec<Cell> = Vec::with_capacity(cells.len());
+        for c in cells {
+            match unique.iter_mut().find(|u| u.config == c.config) {
+                Some(u) => u.also.push(c.variant),
+                None => unique.push(c),
+            }
+        }
+        let mut cells = unique;
         // Seed by seed (in the order the seeds first appear), every variant of a seed before
         // the next seed: an interrupted grid then holds whole seeds, which a report can use.
         let mut order: Vec<u64> = Vec::new();
@@ -515,6 +531,34 @@ norm_sweep = { kappas = [0.5, 10], methods = ["lp-ft"], seeds = [1] }
             .collect();
         assert_eq!(sweep.len(), 2);
         assert_eq!(sweep[1].variant, "kappa-10");
+        assert!(cells.iter().all(|c| c.also.is_empty()));
+    }
+
+    #[test]
+    fn a_sweep_cell_at_kappa_one_is_its_base_cell_run_once() {
+        let grid = GRID.replace("kappas = [0.5, 10]", "kappas = [0.5, 1, 10]");
+        let cfg: ExperimentConfig = toml::from_str(&grid).unwrap();
+        let cells = cfg.cells(Path::new("out")).unwrap();
+        assert_eq!(
+            cells.len(),
+            3 * 2 + 2 * 2 + 2,
+            "no cell of its own for κ = 1"
+        );
+        assert!(cells.iter().all(|c| c.variant != "kappa-1"));
+        let named: Vec<_> = cells.iter().filter(|c| !c.also.is_empty()).collect();
+        assert_eq!(named.len(), 1);
+        assert_eq!(named[0].variant, BASE_VARIANT);
+        assert_eq!((named[0].method, named[0].seed), (Method::LpFt, 1));
+        assert_eq!(named[0].also, ["kappa-1"]);
+        // Overrides of the sweep's own make the κ = 1 cell a different run.
+        let grid = grid.replace(
+            "seeds = [1] }",
+            "seeds = [1], overrides = { train = { epochs = 1 } } }",
+        );
+        let cfg: ExperimentConfig = toml::from_str(&grid).unwrap();
+        let cells = cfg.cells(Path::new("out")).unwrap();
+        assert!(cells.iter().any(|c| c.variant == "kappa-1"));
+        assert!(cells.iter().all(|c| c.also.is_empty()));
     }
 
     #[test]

@@ -29,11 +29,40 @@ use crate::stages::ood::{evaluate_ood as evaluate_ood_stage, OodData};
 use crate::stages::train::{self, RunOptions};
 
 /// What `cell.json` records.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct CellInfo {
     pub experiment: String,
     pub variant: String,
     pub head_scale: f64,
+    /// The other variants the run stands for ([`Cell::also`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+}
+
+impl CellInfo {
+    fn of(exp: &ExperimentConfig, cell: &Cell) -> Self {
+        Self {
+            experiment: exp.name.clone(),
+            variant: cell.variant.clone(),
+            head_scale: cell.config.head_scale,
+            also: cell.also.clone(),
+        }
+    }
+}
+
+/// Writes `cell.json` unless it already says the same: a finished cell of an earlier version
+/// of the grid learns the variants it now also stands for.
+fn record_cell(exp: &ExperimentConfig, cell: &Cell) -> Result<()> {
+    let path = cell.dir.join(rundir::CELL);
+    let info = CellInfo::of(exp, cell);
+    if crate::fsutil::read_json_opt::<CellInfo>(&path)
+        .ok()
+        .flatten()
+        == Some(info.clone())
+    {
+        return Ok(());
+    }
+    write_json(&path, &info)
 }
 
 /// `experiment.json`.
@@ -115,7 +144,9 @@ fn ood_sets<'a>(exp: &'a ExperimentConfig, cell: &Cell) -> Vec<&'a OodSet> {
 pub fn pending(exp: &ExperimentConfig, cell: &Cell) -> Pending {
     let d = &cell.dir;
     let sweep = cell.config.head_scale != 1.0;
-    let features = exp.analyses.features.is_some() || sweep;
+    // Diff(F) is the sweep's measure, so a cell standing for κ = 1 needs it too.
+    let in_sweep = sweep || cell.also.iter().any(|v| v.starts_with("kappa-"));
+    let features = exp.analyses.features.is_some() || in_sweep;
     Pending {
         train: !rundir::is_finished(d),
         features: features && !d.join(rundir::ANALYSIS).exists(),
@@ -177,14 +208,7 @@ fn run_cell(exp: &ExperimentConfig, cell: &Cell, obs: &dyn GridObserver) -> Resu
         let mut o = StageObserver { grid: obs, cell };
         train::run(&cell.config, &root, &opts, &mut o)?;
     }
-    write_json(
-        &cell.dir.join(rundir::CELL),
-        &CellInfo {
-            experiment: exp.name.clone(),
-            variant: cell.variant.clone(),
-            head_scale: cell.config.head_scale,
-        },
-    )?;
+    record_cell(exp, cell)?;
     if todo.features {
         obs.stage(cell, "features");
         let split = exp
@@ -281,8 +305,11 @@ pub fn run_grid(
         .iter()
         .filter(|c| !pending(exp, c).is_empty())
         .collect();
+    for c in cells.iter().filter(|c| rundir::is_finished(&c.dir)) {
+        record_cell(exp, c)?;
+    }
     // Recorded up front too, so a report of a grid still running has its name.
-    record_if_new(exp, out, &cells)?;
+    record_grid(exp, out, &cells)?;
     let mut outcome = GridOutcome {
         skipped: cells.len() - todo.len(),
         ..GridOutcome::default()
@@ -377,7 +404,7 @@ pub fn run_one_cell(
             ),
         });
     };
-    record_if_new(exp, out, &cells)?;
+    record_grid(exp, out, &cells)?;
     if pending(exp, cell).is_empty() {
         return Ok((cell.clone(), false));
     }
@@ -389,19 +416,21 @@ pub fn run_one_cell(
     result.map(|()| (cell.clone(), true))
 }
 
-/// Writes `experiment.json` before any cell runs, unless it is there: a report of a grid still
-/// running (or of some of its array tasks) has its name and cells.
-fn record_if_new(exp: &ExperimentConfig, out: &Path, cells: &[Cell]) -> Result<()> {
-    if out.join(rundir::EXPERIMENT).exists() {
+/// Writes `experiment.json` before any cell runs, unless it is there with the same cells: a
+/// report of a grid still running (or of some of its array tasks) has its name and cells.
+fn record_grid(exp: &ExperimentConfig, out: &Path, cells: &[Cell]) -> Result<()> {
+    let path = out.join(rundir::EXPERIMENT);
+    let old: Option<ExperimentRecord> = crate::fsutil::read_json_opt(&path).ok().flatten();
+    if old.as_ref().is_some_and(|r| r.cells == cells) {
         return Ok(());
     }
     write_json(
-        &out.join(rundir::EXPERIMENT),
+        &path,
         &ExperimentRecord {
             config: exp.clone(),
             cells: cells.to_vec(),
-            last_wall_seconds: 0.0,
-            last_cells_run: 0,
+            last_wall_seconds: old.as_ref().map_or(0.0, |r| r.last_wall_seconds),
+            last_cells_run: old.as_ref().map_or(0, |r| r.last_cells_run),
         },
     )
 }

@@ -56,16 +56,20 @@ fn derived_variant(cfg: &RunConfig) -> String {
     }
 }
 
-/// Reads one finished run directory.
+/// Reads one finished run directory: its record, and the other variants the run stands for
+/// (`cell.json`'s `also`, e.g. the norm sweep's κ = 1 that is the base cell).
 ///
 /// # Errors
 /// [`Error::Io`]/[`Error::Json`] naming the file that is missing or malformed (`metrics.json`,
 /// `config.json` are required; the analyses are optional).
-pub(crate) fn read_run(dir: &Path) -> Result<RunRecord> {
+pub(crate) fn read_run(dir: &Path) -> Result<(RunRecord, Vec<String>)> {
     let config: RunConfig = rundir::read_config(dir)?;
     let metrics: RunMetrics = rundir::read_metrics(dir)?;
     let cell: Option<CellInfo> = read_json_opt(&dir.join(rundir::CELL))?;
-    let variant = cell.map_or_else(|| derived_variant(&config), |c| c.variant);
+    let (variant, also) = match cell {
+        Some(c) => (c.variant, c.also),
+        None => (derived_variant(&config), Vec::new()),
+    };
     let history = rundir::read_history(dir)?;
     let mut ood = Vec::new();
     let ood_dir = dir.join(rundir::OOD_DIR);
@@ -79,7 +83,7 @@ pub(crate) fn read_run(dir: &Path) -> Result<RunRecord> {
             ood.push(read_json(&f)?);
         }
     }
-    Ok(RunRecord {
+    let record = RunRecord {
         dir: dir.to_path_buf(),
         variant,
         manifest: read_json_opt(&dir.join(rundir::MANIFEST))?,
@@ -93,7 +97,8 @@ pub(crate) fn read_run(dir: &Path) -> Result<RunRecord> {
         ood,
         config,
         metrics,
-    })
+    };
+    Ok((record, also))
 }
 
 /// Every finished run under `root`, in path order.
@@ -109,7 +114,32 @@ pub(crate) fn read_runs(root: &Path) -> Result<Vec<RunRecord>> {
             reason: format!("no finished runs (metrics.json) under {}", root.display()),
         });
     }
-    dirs.iter().map(|d| read_run(d)).collect()
+    let mut runs = Vec::new();
+    let mut aliases = Vec::new();
+    for d in &dirs {
+        let (record, also) = read_run(d)?;
+        aliases.extend(also.into_iter().map(|variant| RunRecord {
+            variant,
+            ..record.clone()
+        }));
+        runs.push(record);
+    }
+    // A run the report reads under another variant too, unless that variant has a directory
+    // of its own (left by an earlier version of the grid, which ran the cell twice).
+    let key = |r: &RunRecord| {
+        (
+            r.variant.clone(),
+            r.config.task.clone(),
+            r.method(),
+            r.config.seed,
+        )
+    };
+    for a in aliases {
+        if !runs.iter().any(|r| key(r) == key(&a)) {
+            runs.push(a);
+        }
+    }
+    Ok(runs)
 }
 
 /// Mean, sample standard deviation (n − 1; `None` for one value) and count.

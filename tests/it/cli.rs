@@ -604,7 +604,8 @@ label = "gold"
         (stdout, stderr)
     };
     let (stdout, stderr) = run();
-    let cells = 10 + 2 + 2;
+    // The sweep's κ = 1 cell is the base lp-ft cell of seed 1: run once, read under both.
+    let cells = 10 + 2 + 1;
     assert!(
         stderr.contains(&format!("{cells} cells, 0 finished, {cells} to run")),
         "{stderr}"
@@ -647,8 +648,14 @@ label = "gold"
         &std::fs::read_to_string(runs.join("kappa-10/cb/lp-ft/seed-1/metrics.json")).unwrap(),
     )
     .unwrap();
+    assert!(!runs.join("kappa-1").exists(), "κ = 1 is not run twice");
+    let cell: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(runs.join("base/cb/lp-ft/seed-1/cell.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cell["also"], serde_json::json!(["kappa-1"]), "{cell}");
     let k1: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(runs.join("kappa-1/cb/lp-ft/seed-1/metrics.json")).unwrap(),
+        &std::fs::read_to_string(runs.join("base/cb/lp-ft/seed-1/metrics.json")).unwrap(),
     )
     .unwrap();
     let ratio = k10["stage_start_classifier_norm"].as_f64().unwrap()
@@ -662,7 +669,7 @@ label = "gold"
     assert_eq!(head("base/cb/lp/seed-1"), head("base/cb/lp-lora/seed-2"));
     assert_eq!(
         head("base/cb/lp-ft/seed-1"),
-        head("kappa-1/cb/lp-ft/seed-1")
+        head("kappa-10/cb/lp-ft/seed-1")
     );
     assert_ne!(head("base/cb/lp/seed-1"), head("lp-c100/cb/lp/seed-1"));
     // The pre-trained features of the test split: computed once for the whole grid, and the
@@ -746,6 +753,17 @@ label = "gold"
         figures.len(),
         "index.html shows every figure"
     );
+    let sweep = std::fs::read_to_string(report.join("tables/sweep-norm-cb.csv")).unwrap();
+    let kappas: Vec<&str> = sweep
+        .lines()
+        .filter(|l| l.starts_with("lp-ft,"))
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        kappas,
+        ["1", "10"],
+        "the sweep's rows, κ = 1 from the base cell\n{sweep}"
+    );
     let csv = std::fs::read_to_string(report.join("tables/table8-accuracy-base.csv")).unwrap();
     let ft_row = csv.lines().find(|l| l.starts_with("ft,")).unwrap();
     let mean: f64 = ft_row.split(',').nth(1).unwrap().parse().unwrap();
@@ -793,6 +811,35 @@ label = "gold"
     );
     let (_, stderr) = run();
     assert!(stderr.contains("0 to run"), "{stderr}");
+
+    // A grid from before κ = 1 was folded into its base cell has a kappa-1 directory of its
+    // own: the report reads that one, not the same run twice.
+    let base = runs.join("base/cb/lp-ft/seed-1");
+    let old = runs.join("kappa-1/cb/lp-ft/seed-1");
+    std::fs::create_dir_all(&old).unwrap();
+    for f in ["metrics.json", "config.json", "analysis.json"] {
+        std::fs::copy(base.join(f), old.join(f)).unwrap();
+    }
+    std::fs::write(
+        old.join("cell.json"),
+        r#"{"experiment": "tiny-grid", "variant": "kappa-1", "head_scale": 1.0}"#,
+    )
+    .unwrap();
+    let again = dir.path().join("report-again");
+    ok(&[
+        "report",
+        "--runs",
+        &runs.display().to_string(),
+        "--out",
+        &again.display().to_string(),
+    ]);
+    let sweep = std::fs::read_to_string(again.join("tables/sweep-norm-cb.csv")).unwrap();
+    let n_of_k1: Vec<&str> = sweep
+        .lines()
+        .filter(|l| l.starts_with("lp-ft,1,"))
+        .map(|l| l.split(',').nth(4).unwrap())
+        .collect();
+    assert_eq!(n_of_k1, ["1"], "one run behind κ = 1\n{sweep}");
 }
 
 #[test]
