@@ -140,8 +140,13 @@ pub fn run(args: ReproduceArgs) -> anyhow::Result<()> {
     if args.dry_run {
         for (i, c) in exp.cells(&out)?.iter().enumerate() {
             let p = pending(&exp, c);
+            let also = if c.also.is_empty() {
+                String::new()
+            } else {
+                format!(" (also {})", c.also.join(", "))
+            };
             println!(
-                "{i:>4}  {:<40} {}",
+                "{i:>4}  {:<40} {}{also}",
                 label(c),
                 if p.is_empty() {
                     "finished".to_string()

@@ -654,6 +654,19 @@ label = "gold"
     )
     .unwrap();
     assert_eq!(cell["also"], serde_json::json!(["kappa-1"]), "{cell}");
+    let plan = ok(&[
+        "reproduce",
+        "--config",
+        &config_s,
+        "--out",
+        &out_s,
+        "--dry-run",
+    ]);
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("base/cb/lp-ft/seed-1 ") && l.ends_with("finished (also kappa-1)")),
+        "{plan}"
+    );
     let k1: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(runs.join("base/cb/lp-ft/seed-1/metrics.json")).unwrap(),
     )
