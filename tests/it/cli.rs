@@ -1670,6 +1670,116 @@ ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
     assert!(md.contains("bf16 mixed-precision training steps"), "{md}");
 }
 
+/// `scripts/grid-state.sh` carries a grid's finished cells, without their weights, to a fresh
+/// folder (another machine): there `reproduce` runs only the cell that was not finished, and the
+/// LoRA/FT alignment and the report are computed from what was carried.
+#[test]
+fn grid_state_carries_finished_cells_without_weights() {
+    let dir = util::temp_dir("grid-state");
+    let data = dir.path().join("data");
+    util::synthetic_cb(&data, 40, 12);
+    let config = dir.path().join("grid.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "name = \"tiny-state\"\nmodel = \"{}\"\ndata_dir = \"{}\"\ntasks = [\"cb\"]\n\
+             methods = [\"lp\", \"ft\", \"lora\"]\nseeds = [1]\n[overrides]\n\
+             train = {{ epochs = 1, batch_size = 8, lr = 1e-3 }}\n[analyses]\n\
+             features = {{ split = \"test\" }}\ncalibration = {{ method = \"lbfgs\" }}\n\
+             ntk = {{ max_examples = 4, seeds = [1], alignment = true }}\n",
+            tiny("tiny-bert"),
+            data.display()
+        ),
+    )
+    .unwrap();
+    let config_s = config.display().to_string();
+    let old = dir.path().join("old");
+    let old_s = old.display().to_string();
+    for cell in ["0", "1"] {
+        ok(&[
+            "reproduce",
+            "--config",
+            &config_s,
+            "--out",
+            &old_s,
+            "--cell",
+            cell,
+        ]);
+    }
+    assert!(old.join("runs/base/cb/ft/seed-1/model").is_dir());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/grid-state.sh");
+    let state = dir.path().join("state");
+    let new = dir.path().join("new");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("LPFT", env!("CARGO_BIN_EXE_lpft"))
+            .env("LPFT_THREADS", "1")
+            .env_remove("LPFT_DATA_DIR")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.code(), text)
+    };
+    let (code, text) = run(&[
+        "save",
+        &old_s,
+        &state.display().to_string(),
+        "--",
+        "--config",
+        &config_s,
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("saved 2 finished cells"), "{text}");
+    let ft = state.join("runs/base/cb/ft/seed-1");
+    assert!(ft.join("metrics.json").exists() && ft.join("kernels/ntk.json").exists());
+    assert!(!ft.join("model").exists(), "the weights are not carried");
+    assert!(!state.join("runs/base/cb/lora").exists(), "unfinished");
+    let (code, text) = run(&[
+        "restore",
+        &state.display().to_string(),
+        &new.display().to_string(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("restored 2 cells"), "{text}");
+    let o = util::lpft(&[
+        "reproduce",
+        "--config",
+        &config_s,
+        "--out",
+        &new.display().to_string(),
+    ]);
+    let finish = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{finish}");
+    assert!(finish.contains("1 run now, 2 already finished"), "{finish}");
+    let runs = new.join("runs/base/cb");
+    assert!(
+        !runs.join("ft/seed-1/model").exists(),
+        "FT was not retrained"
+    );
+    assert!(runs.join("lora/seed-1/kernels/alignment.json").exists());
+    let md = std::fs::read_to_string(new.join("report/report.md")).unwrap();
+    assert!(!md.contains("not finished"), "{md}");
+    // The carried metrics are the original run's, byte for byte.
+    assert_eq!(
+        std::fs::read(old.join("runs/base/cb/ft/seed-1/metrics.json")).unwrap(),
+        std::fs::read(runs.join("ft/seed-1/metrics.json")).unwrap()
+    );
+    // A misuse exits 2 with the usage.
+    let (code, text) = run(&["restore", "only-one"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("usage"), "{text}");
+}
+
 /// `-v` log lines go above the progress bars, not through them: in a terminal (a pty from
 /// util-linux's `script`), every log line of a grid run starts on a cleared line (`\r` + erase
 /// line, or a fresh line) instead of after a half-drawn bar. Skipped, visibly, without `script`.
