@@ -69,6 +69,58 @@ pub fn spec(device: &Device) -> String {
     }
 }
 
+/// Where this process computes, for a run's manifest: the device's `--device` spelling, the
+/// CPU's model name and its widest vector instructions, e.g. `cpu on AMD EPYC (avx2, fma)`.
+///
+/// Recorded because results are reproducible on one machine but not across instruction sets:
+/// `gemm` and the fused kernels pick other kernels on AVX-512 than on AVX2, and the last-bit
+/// differences carry on through training (README, "Threads").
+pub fn describe(device: &Device) -> String {
+    format!("{} on {}", spec(device), cpu_name())
+}
+
+/// The CPU's model name (`/proc/cpuinfo`, else the architecture) and its vector extensions.
+fn cpu_name() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|rest| rest.split_once(':'))
+                .map(|(_, name)| name.trim().to_string())
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let features = vector_features();
+    if features.is_empty() {
+        model
+    } else {
+        format!("{model} ({})", features.join(", "))
+    }
+}
+
+/// The vector extensions the kernels dispatch on that this CPU has.
+fn vector_features() -> Vec<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut found = Vec::new();
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            found.push("avx512f");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            found.push("avx2");
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            found.push("fma");
+        }
+        found
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +141,17 @@ mod tests {
                 let err = parse(spec).unwrap_err().to_string();
                 assert!(err.contains("--features cuda"), "{spec}: {err}");
             }
+        }
+    }
+
+    #[test]
+    fn describes_the_device_and_the_cpu() {
+        let text = describe(&Device::Cpu);
+        let cpu = text.strip_prefix("cpu on ").expect(&text);
+        assert!(!cpu.trim().is_empty(), "{text}");
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            assert!(cpu.contains("avx2"), "{text}");
         }
     }
 }

@@ -80,7 +80,7 @@ pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
     for r in &runs {
         let line = match &r.manifest {
             Some(m) => format!(
-                "`{}` ({}, sha256 {}), lpft {} (commit {}), {} thread(s)",
+                "`{}` ({}, sha256 {}), lpft {} (commit {}), {} thread(s), {}",
                 m.model,
                 r.config.model,
                 &m.model_sha256[..m.model_sha256.len().min(12)],
@@ -88,7 +88,8 @@ pub fn build(runs_root: &Path) -> Result<(Report, Vec<RunRecord>)> {
                 m.git_commit
                     .as_deref()
                     .map_or("unknown", |c| &c[..c.len().min(10)]),
-                m.threads
+                m.threads,
+                m.device.as_deref().unwrap_or("device not recorded")
             ),
             None => format!("`{}`", r.config.model),
         };

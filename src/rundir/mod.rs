@@ -115,6 +115,10 @@ pub struct Manifest {
     pub threads: usize,
     pub wall_seconds: f64,
     pub started_unix: u64,
+    /// Where the run computed (`crate::device::describe`); absent in runs of lpft before it was
+    /// recorded.
+    #[serde(default)]
+    pub device: Option<String>,
 }
 
 /// `out_root/<task>/<method>/seed-<seed>`.

@@ -440,6 +440,7 @@ pub fn run(
         threads: candle_core::utils::get_num_threads(),
         wall_seconds: started.elapsed().as_secs_f64(),
         started_unix,
+        device: Some(crate::device::describe(&device)),
     };
     write_json(&dir.join(rundir::MANIFEST), &manifest)?;
     let metrics = RunMetrics {

@@ -739,6 +739,8 @@ label = "gold"
         "What differs from the paper",
         "1 epochs (the paper: 10)",
         "2 seed(s)",
+        // Where the runs computed (results differ across instruction sets, README "Threads").
+        "thread(s), cpu on ",
     ] {
         assert!(md.contains(needle), "report.md has {needle}");
     }
@@ -1525,22 +1527,18 @@ fn lora_dropout_is_recorded_and_changes_training() {
     assert!(err.contains("lora.dropout"), "{err}");
 }
 
-/// `reproduce --emit slurm` writes an array script with one cell per task, a finishing script
-/// and `submit.sh` chaining them with `--dependency=afterok`. Run here the way Slurm runs them
-/// (bash with `SLURM_ARRAY_TASK_ID`; `#SBATCH` lines are comments to it), two tasks at once: the
-/// cells finish, `lpft report` on a partial grid lists the cells not finished, a rerun of every
-/// task runs only what is left, and the finishing job adds the alignment and the report.
-#[test]
-fn slurm_scripts_run_the_grid_one_cell_per_task() {
-    let dir = util::temp_dir("slurm");
-    let data = dir.path().join("data");
+/// A grid of LP, FT and LoRA on 40 synthetic CB examples (12 test) in `dir/data`, one seed, one
+/// epoch, with features and the eNTK on 4 examples with the LoRA/FT alignment, plus the
+/// `[analyses]` lines in `extra_analyses`; written to `dir/grid.toml`, whose path it returns.
+fn tiny_grid(dir: &Path, name: &str, extra_analyses: &str) -> std::path::PathBuf {
+    let data = dir.join("data");
     util::synthetic_cb(&data, 40, 12);
-    let config = dir.path().join("grid.toml");
+    let config = dir.join("grid.toml");
     std::fs::write(
         &config,
         format!(
             r#"
-name = "tiny-slurm"
+name = "{name}"
 model = "{model}"
 data_dir = "{data}"
 tasks = ["cb"]
@@ -1551,12 +1549,24 @@ train = {{ epochs = 1, batch_size = 8, lr = 1e-3 }}
 [analyses]
 features = {{ split = "test" }}
 ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
-"#,
+{extra_analyses}"#,
             model = tiny("tiny-bert"),
             data = data.display(),
         ),
     )
     .unwrap();
+    config
+}
+
+/// `reproduce --emit slurm` writes an array script with one cell per task, a finishing script
+/// and `submit.sh` chaining them with `--dependency=afterok`. Run here the way Slurm runs them
+/// (bash with `SLURM_ARRAY_TASK_ID`; `#SBATCH` lines are comments to it), two tasks at once: the
+/// cells finish, `lpft report` on a partial grid lists the cells not finished, a rerun of every
+/// task runs only what is left, and the finishing job adds the alignment and the report.
+#[test]
+fn slurm_scripts_run_the_grid_one_cell_per_task() {
+    let dir = util::temp_dir("slurm");
+    let config = tiny_grid(dir.path(), "tiny-slurm", "");
     let out = dir.path().join("grid");
     let (config_s, out_s) = (config.display().to_string(), out.display().to_string());
     let printed = ok(&[
@@ -1617,11 +1627,7 @@ ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
     };
     let wait = |mut cmd: std::process::Command| {
         let o = cmd.output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let text = util::output_text(&o);
         assert!(o.status.success(), "{text}");
         text
     };
@@ -1676,22 +1682,11 @@ ntk = {{ max_examples = 4, seeds = [1], alignment = true }}
 #[test]
 fn grid_state_carries_finished_cells_without_weights() {
     let dir = util::temp_dir("grid-state");
-    let data = dir.path().join("data");
-    util::synthetic_cb(&data, 40, 12);
-    let config = dir.path().join("grid.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "name = \"tiny-state\"\nmodel = \"{}\"\ndata_dir = \"{}\"\ntasks = [\"cb\"]\n\
-             methods = [\"lp\", \"ft\", \"lora\"]\nseeds = [1]\n[overrides]\n\
-             train = {{ epochs = 1, batch_size = 8, lr = 1e-3 }}\n[analyses]\n\
-             features = {{ split = \"test\" }}\ncalibration = {{ method = \"lbfgs\" }}\n\
-             ntk = {{ max_examples = 4, seeds = [1], alignment = true }}\n",
-            tiny("tiny-bert"),
-            data.display()
-        ),
-    )
-    .unwrap();
+    let config = tiny_grid(
+        dir.path(),
+        "tiny-state",
+        "calibration = { method = \"lbfgs\" }\n",
+    );
     let config_s = config.display().to_string();
     let old = dir.path().join("old");
     let old_s = old.display().to_string();
@@ -1719,12 +1714,7 @@ fn grid_state_carries_finished_cells_without_weights() {
             .env_remove("LPFT_DATA_DIR")
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        (o.status.code(), text)
+        (o.status.code(), util::output_text(&o))
     };
     let (code, text) = run(&[
         "save",
@@ -1754,11 +1744,7 @@ fn grid_state_carries_finished_cells_without_weights() {
         "--out",
         &new.display().to_string(),
     ]);
-    let finish = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let finish = util::output_text(&o);
     assert!(o.status.success(), "{finish}");
     assert!(finish.contains("1 run now, 2 already finished"), "{finish}");
     let runs = new.join("runs/base/cb");

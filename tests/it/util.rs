@@ -188,6 +188,15 @@ pub fn lpft(args: &[&str]) -> std::process::Output {
         .expect("running lpft")
 }
 
+/// A finished process's stdout then stderr, as text.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Runs `lpft`, asserts success, returns stdout.
 pub fn lpft_ok(args: &[&str]) -> String {
     let out = lpft(args);
