@@ -739,6 +739,7 @@ label = "gold"
         "What differs from the paper",
         "1 epochs (the paper: 10)",
         "2 seed(s)",
+        "the paper's Table 10 models were trained on Amazon",
         // Where the runs computed (results differ across instruction sets, README "Threads").
         "thread(s), cpu on ",
     ] {
